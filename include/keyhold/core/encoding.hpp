@@ -1,0 +1,24 @@
+#pragma once
+// Small text encodings shared by every module.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keyhold {
+
+std::string to_hex(std::span<const std::uint8_t> bytes);
+// Lower- or upper-case hex, optional ':' separators; nullopt when malformed.
+std::optional<std::vector<std::uint8_t>> from_hex(std::string_view text);
+
+std::string to_base64(std::span<const std::uint8_t> bytes);
+
+// RFC 3339 UTC timestamp with seconds, e.g. "2026-11-28T15:47:59Z".
+std::string format_utc(std::chrono::system_clock::time_point t);
+std::string now_utc();
+
+}  // namespace keyhold

@@ -1,0 +1,77 @@
+#include "keyhold/core/encoding.hpp"
+
+#include <ctime>
+
+namespace keyhold {
+
+std::string to_hex(std::span<const std::uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (std::uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0x0f]);
+  }
+  return out;
+}
+
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+std::optional<std::vector<std::uint8_t>> from_hex(std::string_view text) {
+  std::string digits;
+  for (char c : text) {
+    if (c != ':') digits.push_back(c);
+  }
+  if (digits.size() % 2 != 0) return std::nullopt;
+  std::vector<std::uint8_t> out;
+  out.reserve(digits.size() / 2);
+  for (std::size_t i = 0; i < digits.size(); i += 2) {
+    int hi = hex_value(digits[i]);
+    int lo = hex_value(digits[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<std::uint8_t>(hi << 4 | lo));
+  }
+  return out;
+}
+
+std::string to_base64(std::span<const std::uint8_t> bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    std::uint32_t v = bytes[i] << 16 | bytes[i + 1] << 8 | bytes[i + 2];
+    out.push_back(kAlphabet[v >> 18 & 63]);
+    out.push_back(kAlphabet[v >> 12 & 63]);
+    out.push_back(kAlphabet[v >> 6 & 63]);
+    out.push_back(kAlphabet[v & 63]);
+  }
+  if (std::size_t rest = bytes.size() - i; rest > 0) {
+    std::uint32_t v = bytes[i] << 16 | (rest == 2 ? bytes[i + 1] << 8 : 0);
+    out.push_back(kAlphabet[v >> 18 & 63]);
+    out.push_back(kAlphabet[v >> 12 & 63]);
+    out.push_back(rest == 2 ? kAlphabet[v >> 6 & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+std::string format_utc(std::chrono::system_clock::time_point t) {
+  std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string now_utc() { return format_utc(std::chrono::system_clock::now()); }
+
+}  // namespace keyhold
