@@ -1,0 +1,54 @@
+#include <openssl/rand.h>
+
+#include "openssl_util.hpp"
+#include "token_keys.hpp"
+
+namespace keyhold::crypto {
+namespace {
+
+constexpr std::size_t kTagBytes = 16;
+
+}  // namespace
+
+TokenKek::TokenKek(std::shared_ptr<hsm::Token> token, std::vector<std::uint8_t> id)
+    : token_(std::move(token)), ref_{std::move(id), CKO_SECRET_KEY} {}
+
+SealedBytes TokenKek::encrypt(std::span<const std::uint8_t> plaintext,
+                              std::span<const std::uint8_t> associated_data) const {
+  SealedBytes sealed;
+  // A random 96-bit IV per message (NIST SP 800-38D section 8.2.2); the
+  // caller bounds the number of messages per key well below 2^32.
+  if (RAND_bytes(sealed.iv.data(), static_cast<int>(sealed.iv.size())) != 1) {
+    throw_openssl(ErrorCode::Internal, "drawing a random IV");
+  }
+  CK_GCM_PARAMS params{sealed.iv.data(), sealed.iv.size(), sealed.iv.size() * 8,
+                       const_cast<std::uint8_t*>(associated_data.data()), associated_data.size(), kTagBytes * 8};
+  CK_MECHANISM mechanism{CKM_AES_GCM, &params, sizeof params};
+  sealed.ciphertext = token_->encrypt(ref_, mechanism, plaintext, plaintext.size() + kTagBytes);
+  return sealed;
+}
+
+SecretBytes TokenKek::decrypt(const SealedBytes& sealed, std::span<const std::uint8_t> associated_data) const {
+  if (sealed.ciphertext.size() < kTagBytes) {
+    throw Error(ErrorCode::InvalidArgument, "the ciphertext is shorter than its authentication tag");
+  }
+  std::array<std::uint8_t, 12> iv = sealed.iv;
+  CK_GCM_PARAMS params{iv.data(), iv.size(), iv.size() * 8, const_cast<std::uint8_t*>(associated_data.data()),
+                       associated_data.size(), kTagBytes * 8};
+  CK_MECHANISM mechanism{CKM_AES_GCM, &params, sizeof params};
+  try {
+    return token_->decrypt(ref_, mechanism, sealed.ciphertext);
+  } catch (const Error& e) {
+    // Errors are mapped by operation: SoftHSM 2.6.1 reports a failed GCM tag
+    // check as CKR_GENERAL_ERROR, other tokens as CKR_ENCRYPTED_DATA_INVALID.
+    auto rv = e.ck_rv();
+    if (rv && (*rv == CKR_GENERAL_ERROR || *rv == CKR_ENCRYPTED_DATA_INVALID || *rv == CKR_FUNCTION_FAILED ||
+               *rv == CKR_ENCRYPTED_DATA_LEN_RANGE)) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "decryption failed: the ciphertext was altered, or the key or context does not match");
+    }
+    throw;
+  }
+}
+
+}  // namespace keyhold::crypto
