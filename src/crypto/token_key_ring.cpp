@@ -223,6 +223,18 @@ class TokenKeyRing final : public KeyRing {
     return std::nullopt;
   }
 
+  std::vector<TokenKey> find_by_label(std::string_view label) override {
+    std::vector<TokenKey> keys;
+    for (CK_OBJECT_CLASS object_class : {CKO_PRIVATE_KEY, CKO_SECRET_KEY}) {
+      AttributeTemplate match;
+      match.set_ulong(CKA_CLASS, object_class).set_string(CKA_LABEL, label);
+      for (CK_OBJECT_HANDLE h : token_->find(match)) {
+        keys.push_back(describe_key(token_->read(h, kDescribeAttributes), object_class));
+      }
+    }
+    return keys;
+  }
+
   PublicKey public_key(std::span<const std::uint8_t> id) override {
     constexpr CK_ATTRIBUTE_TYPE kPublic[] = {CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS,
                                              CKA_EC_POINT};

@@ -1,0 +1,70 @@
+#pragma once
+// Wiring: the one place that knows the concrete classes. Builds the module,
+// token, key ring, store and services from the configuration, lazily (a
+// command that does not need the token does not open it), and tears them
+// down explicitly before the process exits.
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "keyhold/app/config.hpp"
+#include "keyhold/crypto/key_ring.hpp"
+#include "keyhold/service/key_service.hpp"
+#include "keyhold/store/store.hpp"
+
+namespace keyhold::hsm {
+class Module;
+class Token;
+}  // namespace keyhold::hsm
+
+namespace keyhold::app {
+
+class Application {
+ public:
+  explicit Application(Config config);
+  ~Application();
+  Application(const Application&) = delete;
+  Application& operator=(const Application&) = delete;
+
+  const Config& config() const noexcept { return config_; }
+
+  // Opens the store and the token (logged in) on first use.
+  service::KeyService& keys();
+  // What the token is; needs no login.
+  crypto::TokenSummary token_summary();
+
+  // Closes sessions, logs out and finalises the module now, while OpenSSL is
+  // still intact (SoftHSMv2 #780). Called by the destructor too.
+  void shutdown() noexcept;
+
+ private:
+  std::shared_ptr<hsm::Token> open_token(bool login);
+  store::Store& store();
+
+  Config config_;
+  std::shared_ptr<hsm::Module> module_;
+  std::shared_ptr<hsm::Token> token_;
+  bool token_logged_in_ = false;
+  std::unique_ptr<crypto::KeyRing> ring_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<service::KeyService> keys_;
+};
+
+// What `keyhold init --dev` made.
+struct DevSetup {
+  std::filesystem::path directory;
+  std::filesystem::path config_file;
+  std::filesystem::path pin_file;
+  std::filesystem::path store_file;
+  std::filesystem::path softhsm_conf;
+  std::string token_label;
+  std::string token_uri;
+};
+
+// A throwaway SoftHSM token, keyhold.toml, store and PIN file (mode 0600) in
+// directory, for trying keyhold. AlreadyExists when directory already holds a
+// keyhold.toml; on any failure everything it created is removed again.
+DevSetup init_dev(const std::filesystem::path& directory, const std::string& softhsm_module);
+
+}  // namespace keyhold::app

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# keyhold's main job on a throwaway SoftHSM token in ./var/demo: installs what
+# is missing, builds, and shows what keyhold does, in plain words.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+say "Installing what is missing and building keyhold"
+scripts/install-deps.sh
+cmake --preset default >/dev/null
+cmake --build --preset default --target keyhold >/dev/null
+keyhold="$root/build/default/src/keyhold"
+keyhold() { "$keyhold" "$@"; }
+
+say "A throwaway SoftHSM token, a keyhold.toml, a SQLite store and a PIN file (mode 0600) in var/demo"
+rm -rf var/demo
+run keyhold init --dev --dir var/demo
+export KEYHOLD_CONFIG="$root/var/demo/keyhold.toml"
+echo "(KEYHOLD_CONFIG=$KEYHOLD_CONFIG: keyhold finds its configuration there)"
+
+say "The token keyhold talks to (through PKCS#11, no login needed for this)"
+run keyhold token info
+
+say "One key of every type, each generated inside the token: private, sensitive, never extractable"
+for type in rsa-2048 rsa-3072 rsa-4096 ec-p256 ec-p384 ed25519 aes-256; do
+  printf '$ keyhold key create demo-%s --type %s\n' "$type" "$type"
+  keyhold key create "demo-$type" --type "$type" | head -1
+done
+
+say "The keys, with the security attributes the token reports for each"
+run keyhold key list
+
+say "One key in full: its RFC 7512 PKCS#11 URI and attributes read back from the token"
+run keyhold key show demo-ec-p256
+
+say "Public keys leave the token; private keys never do"
+for type in rsa-2048 ec-p256 ed25519; do
+  run keyhold key public "demo-$type"
+done
+for type in rsa-3072 ec-p384 ed25519; do
+  run keyhold key public "demo-$type" --format openssh
+done
+
+say "Each key's URI, for tools that speak PKCS#11 (ssh -I, pkcs11-tool, openssl with a provider)"
+for type in rsa-2048 rsa-3072 rsa-4096 ec-p256 ec-p384 ed25519 aes-256; do
+  printf '%-16s %s\n' "demo-$type" "$(keyhold key show "demo-$type" | sed -n 's/^  uri: *//p')"
+done
+
+say "A secret key has no public half, and keyhold says so"
+run keyhold key public demo-aes-256 || echo "(exit status $?: as documented in docs/cli.md)"
+
+say "Destroying a key removes it from the token; the store keeps the record"
+run keyhold key destroy demo-rsa-4096 --yes
+run keyhold key list --all
+
+cat <<NEXT
+
+== Try next
+  export KEYHOLD_CONFIG=$KEYHOLD_CONFIG
+  alias keyhold=$keyhold
+  keyhold key create my-signing-key --type ed25519
+  keyhold key public my-signing-key --format openssh
+  keyhold --json key show my-signing-key
+  keyhold key destroy my-signing-key --yes
+  scripts/test.sh        # every test, against real SoftHSM tokens and peers
+Docs: docs/cli.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
+NEXT

@@ -1,0 +1,72 @@
+#include "keyhold/app/application.hpp"
+
+#include <cstdlib>
+
+#include "keyhold/crypto/token_key_ring.hpp"
+#include "keyhold/hsm/module.hpp"
+#include "keyhold/hsm/pin.hpp"
+#include "keyhold/hsm/token.hpp"
+
+namespace keyhold::app {
+
+Application::Application(Config config) : config_(std::move(config)) {}
+
+Application::~Application() { shutdown(); }
+
+store::Store& Application::store() {
+  if (!store_) store_ = store::open_sqlite_store(config_.store.path);
+  return *store_;
+}
+
+std::shared_ptr<hsm::Token> Application::open_token(bool login) {
+  if (token_ && (token_logged_in_ || !login)) return token_;
+  hsm::Uri uri = hsm::Uri::parse(config_.token.uri);
+  if (!module_) {
+    // Module configuration (e.g. SOFTHSM2_CONF) must be in the environment
+    // before the module is loaded.
+    for (const auto& [name, value] : config_.token.environment) ::setenv(name.c_str(), value.c_str(), 1);
+    std::string module = config_.token.module;
+    if (auto path = uri.module_path()) {
+      module = *path;
+    } else if (auto name = uri.module_name()) {
+      module = *name;
+    }
+    module_ = hsm::Module::load(module);
+  }
+  std::unique_ptr<hsm::PinSource> pin;
+  if (login) {
+    pin = hsm::choose_pin_source(uri.pin_source(), config_.token.pin_file, config_.directory,
+                                 uri.token_label().value_or(config_.token.uri));
+  }
+  hsm::TokenOptions options;
+  options.max_sessions = config_.token.max_sessions;
+  token_.reset();  // a token opened without login is replaced by a logged-in one
+  token_ = hsm::Token::open(module_, uri, std::move(pin), options);
+  token_logged_in_ = login;
+  return token_;
+}
+
+service::KeyService& Application::keys() {
+  if (!keys_) {
+    store::Store& s = store();
+    ring_ = crypto::make_token_key_ring(open_token(true));
+    keys_ = std::make_unique<service::KeyService>(*ring_, s);
+  }
+  return *keys_;
+}
+
+crypto::TokenSummary Application::token_summary() {
+  if (ring_) return ring_->describe();
+  return crypto::make_token_key_ring(open_token(false))->describe();
+}
+
+void Application::shutdown() noexcept {
+  keys_.reset();
+  ring_.reset();
+  token_.reset();
+  store_.reset();
+  if (module_) module_->finalize();
+  module_.reset();
+}
+
+}  // namespace keyhold::app

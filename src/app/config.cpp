@@ -1,0 +1,477 @@
+#include "keyhold/app/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <system_error>
+
+#include "keyhold/core/error.hpp"
+#include "keyhold/hsm/uri.hpp"
+
+namespace keyhold::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::int64_t kMaxSessionsLimit = 4096;
+constexpr const char* kDefaultStoreFile = "keyhold.db";
+
+// Messages are one line (the CLI prints them as such and logs parse them by
+// line), but keys, URIs and file names may hold control characters.
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((u < 0x20 && c != '\t') || u == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", u);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// The file being read: names it in messages and anchors relative paths.
+class Source {
+ public:
+  explicit Source(const fs::path& file) {
+    std::error_code ec;
+    fs::path absolute = fs::absolute(file, ec);
+    file_ = (ec ? file : absolute).lexically_normal();
+    directory_ = file_.parent_path();
+  }
+
+  const fs::path& file() const noexcept { return file_; }
+  const fs::path& directory() const noexcept { return directory_; }
+
+  [[noreturn]] void fail(std::size_t line, std::string_view message) const {
+    throw Error(ErrorCode::InvalidArgument, one_line(file_.string() + ":" + std::to_string(line) + ": " +
+                                                     std::string(message)));
+  }
+  [[noreturn]] void fail(std::string_view message) const {
+    throw Error(ErrorCode::InvalidArgument, one_line(file_.string() + ": " + std::string(message)));
+  }
+
+  // Relative to the configuration's directory, so the file means the same from any cwd.
+  fs::path resolve(const fs::path& path) const {
+    if (path.is_absolute()) return path;
+    return (directory_ / path).lexically_normal();
+  }
+
+  // Shared opening of every "there is a PIN in this file" refusal.
+  std::string pin_refused() const {
+    return "a PIN in " + file_.filename().string() + " is refused (anyone who can read the file has it); ";
+  }
+
+ private:
+  fs::path file_;
+  fs::path directory_;
+};
+
+// ---- The schema walker -----------------------------------------------------
+// A section of keyhold.toml is a Table of Fields; the walker checks names,
+// types and required keys, and hands each value to its Field's reader, which
+// checks what is particular to it (ranges, URIs) and stores it in the Config.
+// Adding a section is adding a Table to config_schema() and its readers.
+
+// One key of the file, as the walker hands it to a reader.
+struct Entry {
+  std::string name;  // dotted, for messages: token.max_sessions
+  std::string_view key;
+  const toml::node& node;  // already of the Field's type
+  std::size_t line;
+};
+
+using Reader = void (*)(const Entry& entry, const Source& source, Config& config);
+
+struct Table;
+
+// A key a table may hold: a value given to `read`, or a sub-table walked with `table`.
+struct Field {
+  std::string_view name;
+  toml::node_type type;
+  bool required = false;
+  Reader read = nullptr;
+  std::shared_ptr<const Table> table;
+};
+
+// Keys refused whatever their value, with their own message (a PIN), rather
+// than as unknown. Compared case-insensitively with '-' as '_' so that "PIN"
+// or "user-pin" get the helpful message too.
+struct Refusal {
+  std::vector<std::string_view> keys;
+  std::string message;
+};
+
+struct Table {
+  std::vector<Field> fields;
+  std::vector<Refusal> refusals;
+  // An open table such as [token.env]: any key not in `fields` must have this
+  // type and goes to read_other. Unset: such keys are unknown.
+  std::optional<toml::node_type> other_type;
+  Reader read_other = nullptr;
+};
+
+std::string type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+bool is_bare_key(std::string_view key) {
+  if (key.empty()) return false;
+  return std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+// A key as TOML would write it, so token."a.b" is not mistaken for token.a.b.
+std::string key_text(std::string_view key) {
+  if (is_bare_key(key)) return std::string(key);
+  std::string out = "\"";
+  for (char c : key) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string dotted(std::string_view prefix, std::string_view key) {
+  if (prefix.empty()) return key_text(key);
+  return std::string(prefix) + "." + key_text(key);
+}
+
+std::string normalised_key(std::string_view key) {
+  std::string out(key);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '-') c = '_';
+  }
+  return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown key 'token.pin_fle' (did you mean 'token.pin_file'?)": a typo is
+// the usual cause, so name the closest known key, or list them all.
+std::string unknown_key_message(const Entry& entry, std::string_view prefix, const Table& schema) {
+  std::string message = "unknown key '" + entry.name + "'";
+  const Field* closest = nullptr;
+  std::size_t best = 3;  // more than two edits away is not a typo
+  for (const Field& field : schema.fields) {
+    std::size_t distance = edit_distance(normalised_key(entry.key), normalised_key(field.name));
+    if (distance < best) {
+      best = distance;
+      closest = &field;
+    }
+  }
+  if (closest != nullptr) return message + " (did you mean '" + dotted(prefix, closest->name) + "'?)";
+  if (schema.fields.empty()) return message;
+  message += prefix.empty() ? " (known keys: " : " (known keys in [" + std::string(prefix) + "]: ";
+  for (std::size_t i = 0; i < schema.fields.size(); ++i) {
+    if (i > 0) message += ", ";
+    message += schema.fields[i].name;
+  }
+  return message + ")";
+}
+
+std::size_t line_of(const toml::key& key, const toml::node& node) {
+  std::size_t line = key.source().begin.line;
+  return line != 0 ? line : node.source().begin.line;
+}
+
+void walk(const toml::table& table, const Table& schema, std::string_view prefix, const Source& source,
+          Config& config) {
+  // toml++ keeps a table's keys sorted by name; walk them in file order so the
+  // first problem reported is the first in the file and [token.env] keeps its order.
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (auto&& [key, node] : table) entries.emplace_back(&key, &node);
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    const toml::source_position& pa = a.first->source().begin;
+    const toml::source_position& pb = b.first->source().begin;
+    return pa.line != pb.line ? pa.line < pb.line : pa.column < pb.column;
+  });
+
+  for (const auto& [key, node] : entries) {
+    const Entry entry{dotted(prefix, key->str()), key->str(), *node, line_of(*key, *node)};
+
+    const std::string normal = normalised_key(entry.key);
+    for (const Refusal& refusal : schema.refusals) {
+      for (std::string_view refused : refusal.keys) {
+        if (normal == normalised_key(refused)) source.fail(entry.line, refusal.message);
+      }
+    }
+
+    auto field = std::find_if(schema.fields.begin(), schema.fields.end(),
+                              [&](const Field& f) { return f.name == entry.key; });
+    bool known = field != schema.fields.end();
+    if (!known && !schema.other_type) source.fail(entry.line, unknown_key_message(entry, prefix, schema));
+
+    toml::node_type expected = known ? field->type : *schema.other_type;
+    if (node->type() != expected) {
+      source.fail(entry.line,
+                  "'" + entry.name + "' must be " + type_name(expected) + ", not " + type_name(node->type()));
+    }
+    if (known && field->table) {
+      walk(*node->as_table(), *field->table, entry.name, source, config);
+    } else {
+      Reader read = known ? field->read : schema.read_other;
+      if (read != nullptr) read(entry, source, config);
+    }
+  }
+
+  for (const Field& field : schema.fields) {
+    if (!field.required || table.contains(field.name)) continue;
+    std::string name = dotted(prefix, field.name);
+    std::string message = field.type == toml::node_type::table ? "missing required table [" + name + "]"
+                                                                : "missing required key '" + name + "'";
+    // Point at the section's header; the root has none.
+    std::size_t header = prefix.empty() ? 0 : table.source().begin.line;
+    if (header != 0) source.fail(header, message);
+    source.fail(message);
+  }
+}
+
+// ---- Readers ---------------------------------------------------------------
+
+std::string text_of(const Entry& entry, const Source& source) {
+  std::string text = entry.node.as_string()->get();
+  // Paths, URIs and environment values all end up as C strings, which would cut at a NUL.
+  if (text.find('\0') != std::string::npos) {
+    source.fail(entry.line, "'" + entry.name + "' must not contain a NUL character");
+  }
+  return text;
+}
+
+std::string non_empty_text_of(const Entry& entry, const Source& source) {
+  std::string text = text_of(entry, source);
+  if (text.empty()) source.fail(entry.line, "'" + entry.name + "' must not be empty");
+  return text;
+}
+
+void read_module(const Entry& entry, const Source& source, Config& config) {
+  std::string module = non_empty_text_of(entry, source);
+  // Module::load takes anything with a '/' as a path: anchor it like every other path here.
+  if (module.find('/') != std::string::npos) module = source.resolve(module).string();
+  config.token.module = std::move(module);
+}
+
+bool mentions_pin_value(std::string_view uri) {
+  std::string lower = normalised_key(uri);
+  return lower.find("pin_value") != std::string::npos;
+}
+
+void read_uri(const Entry& entry, const Source& source, Config& config) {
+  std::string text = non_empty_text_of(entry, source);
+  const std::string refused = source.pin_refused() + "drop pin-value from '" + entry.name +
+                              "' and put the PIN in a file with mode 0600, named by pin-source=file:PATH in the "
+                              "URI or by pin_file";
+  std::optional<hsm::Uri> uri;
+  try {
+    uri.emplace(hsm::Uri::parse(text));
+  } catch (const Error& error) {
+    // p11-kit's complaint quotes the URI, PIN and all (and "PIN-VALUE=" fails
+    // to parse): refuse for the PIN instead of echoing it.
+    if (mentions_pin_value(text)) source.fail(entry.line, refused);
+    source.fail(entry.line, error.what());
+  }
+  if (uri->has_pin_value()) source.fail(entry.line, refused);
+  config.token.uri = std::move(text);
+}
+
+void read_pin_file(const Entry& entry, const Source& source, Config& config) {
+  config.token.pin_file = source.resolve(non_empty_text_of(entry, source));
+}
+
+void read_max_sessions(const Entry& entry, const Source& source, Config& config) {
+  std::int64_t value = entry.node.as_integer()->get();
+  if (value < 0 || value > kMaxSessionsLimit) {
+    source.fail(entry.line, "'" + entry.name + "' must be between 1 and " + std::to_string(kMaxSessionsLimit) +
+                                " (or 0 for the token's own limit), not " + std::to_string(value));
+  }
+  config.token.max_sessions = static_cast<std::size_t>(value);
+}
+
+bool is_environment_name(std::string_view name) {
+  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+void read_environment_variable(const Entry& entry, const Source& source, Config& config) {
+  if (!is_environment_name(entry.key)) {
+    source.fail(entry.line, "'" + entry.name +
+                                "' is not a valid environment variable name (letters, digits and '_', not "
+                                "starting with a digit)");
+  }
+  // Taken literally: no expansion, no path resolution (the module reads them, not keyhold).
+  config.token.environment.emplace_back(std::string(entry.key), text_of(entry, source));
+}
+
+void read_store_path(const Entry& entry, const Source& source, Config& config) {
+  config.store.path = source.resolve(non_empty_text_of(entry, source));
+}
+
+Table config_schema(const Source& source) {
+  auto environment = std::make_shared<Table>();
+  environment->other_type = toml::node_type::string;
+  environment->read_other = read_environment_variable;
+  // The module would not read it, but keyhold would: it is the development PIN source.
+  environment->refusals = {{{"KEYHOLD_PIN"},
+                            source.pin_refused() +
+                                "drop KEYHOLD_PIN from [token.env]: put the PIN in a file with mode 0600 and set "
+                                "pin_file, or, for development, set KEYHOLD_PIN in keyhold's own environment"}};
+
+  auto token = std::make_shared<Table>();
+  token->fields = {
+      {"module", toml::node_type::string, true, read_module, nullptr},
+      {"uri", toml::node_type::string, true, read_uri, nullptr},
+      {"pin_file", toml::node_type::string, false, read_pin_file, nullptr},
+      {"max_sessions", toml::node_type::integer, false, read_max_sessions, nullptr},
+      {"env", toml::node_type::table, false, nullptr, environment},
+  };
+  token->refusals = {{{"pin", "pin_value", "user_pin", "so_pin"},
+                      source.pin_refused() +
+                          "put the PIN in a file with mode 0600 and set pin_file, or use KEYHOLD_PIN for development"}};
+
+  auto store = std::make_shared<Table>();
+  store->fields = {{"path", toml::node_type::string, false, read_store_path, nullptr}};
+
+  Table root;
+  root.fields = {
+      {"token", toml::node_type::table, true, nullptr, token},
+      {"store", toml::node_type::table, false, nullptr, store},
+  };
+  return root;
+}
+
+[[noreturn]] void syntax_error(const toml::parse_error& error, const Source& source) {
+  const toml::source_position& at = error.source().begin;
+  throw Error(ErrorCode::InvalidArgument, one_line(source.file().string() + ":" + std::to_string(at.line) + ":" +
+                                                   std::to_string(at.column) + ": " +
+                                                   std::string(error.description())));
+}
+
+toml::table parse_toml(std::string_view text, const Source& source) {
+#if TOML_EXCEPTIONS
+  try {
+    return toml::parse(text);
+  } catch (const toml::parse_error& error) {
+    syntax_error(error, source);
+  }
+#else
+  toml::parse_result result = toml::parse(text);
+  if (!result) syntax_error(result.error(), source);
+  return std::move(result).table();
+#endif
+}
+
+// ---- find_config -----------------------------------------------------------
+
+// The path chosen by `rule` ("--config names"), checked to be a file.
+fs::path chosen(const fs::path& path, const std::string& rule) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(path, ec);
+  if (ec) absolute = path;
+  absolute = absolute.lexically_normal();
+  fs::file_status status = fs::status(absolute, ec);
+  std::string what = rule + " " + absolute.string();
+  if (status.type() == fs::file_type::not_found) {
+    throw Error(ErrorCode::InvalidArgument, one_line(what + ", which does not exist"));
+  }
+  if (ec) throw Error(ErrorCode::InvalidArgument, one_line(what + ", which cannot be examined: " + ec.message()));
+  if (status.type() == fs::file_type::directory) {
+    throw Error(ErrorCode::InvalidArgument, one_line(what + ", which is a directory, not a configuration file"));
+  }
+  return absolute;
+}
+
+bool exists_quietly(const fs::path& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+}  // namespace
+
+fs::path find_config(const std::optional<fs::path>& flag, const fs::path& system_file) {
+  if (flag) return chosen(*flag, "--config names");
+  const char* variable = std::getenv(kConfigEnvironmentVariable);
+  if (variable != nullptr && *variable != '\0') {
+    return chosen(variable, std::string(kConfigEnvironmentVariable) + " names");
+  }
+  std::error_code ec;
+  fs::path cwd = fs::current_path(ec);
+  if (!ec && exists_quietly(cwd / kConfigFileName)) return chosen(cwd / kConfigFileName, "the current directory has");
+  if (exists_quietly(system_file)) return chosen(system_file, "the system configuration is");
+  std::string local = ec ? std::string("./") + kConfigFileName : (cwd / kConfigFileName).string();
+  throw Error(ErrorCode::InvalidArgument,
+              one_line("no configuration file: no --config given, " + std::string(kConfigEnvironmentVariable) +
+                       " not set, and neither " + local + " nor " + system_file.string() +
+                       " exists; run keyhold init --dev, or pass --config FILE"));
+}
+
+Config load_config(const fs::path& file) {
+  Source source(file);
+  std::error_code ec;
+  fs::file_status status = fs::status(source.file(), ec);
+  if (status.type() == fs::file_type::not_found) source.fail("does not exist");
+  if (status.type() == fs::file_type::directory) source.fail("is a directory, not a configuration file");
+  std::ifstream in(source.file(), std::ios::binary);
+  if (!in) source.fail(std::string("cannot be read: ") + std::strerror(errno));
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) source.fail(std::string("cannot be read: ") + std::strerror(errno));
+  return parse_config(text, source.file());
+}
+
+Config parse_config(std::string_view text, const fs::path& file) {
+  Source source(file);
+  Config config;
+  config.file = source.file();
+  config.directory = source.directory();
+  config.store.path = source.resolve(kDefaultStoreFile);
+
+  toml::table document = parse_toml(text, source);
+  walk(document, config_schema(source), "", source, config);
+  return config;
+}
+
+}  // namespace keyhold::app

@@ -1,0 +1,17 @@
+#include "arguments.hpp"
+
+namespace po = boost::program_options;
+
+namespace keyhold::cli {
+
+po::variables_map parse_arguments(const std::vector<std::string>& args, const po::options_description& options,
+                                  const std::vector<std::string>& positionals) {
+  po::positional_options_description positional;
+  for (const std::string& name : positionals) positional.add(name.c_str(), 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
+}  // namespace keyhold::cli

@@ -1,0 +1,139 @@
+#include "keyhold/service/key_service.hpp"
+
+#include <map>
+
+#include "keyhold/core/encoding.hpp"
+#include "keyhold/core/error.hpp"
+#include "keyhold/core/log.hpp"
+
+namespace keyhold::service {
+
+void validate_key_name(std::string_view name) {
+  auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  };
+  bool ok = !name.empty() && name.size() <= 64 && allowed(name[0]) && name[0] != '.' && name[0] != '_' &&
+            name[0] != '-';
+  for (char c : name) ok = ok && allowed(c);
+  if (!ok) {
+    std::string shown;
+    for (char c : name.substr(0, 64)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    throw Error(ErrorCode::InvalidArgument, "invalid key name '" + shown +
+                                                "': use 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+                                                "letter or digit");
+  }
+}
+
+store::KeyRecord KeyService::active_record(std::string_view name) {
+  validate_key_name(name);
+  std::optional<store::KeyRecord> record = store_.keys().find_active(name);
+  if (!record) {
+    throw Error(ErrorCode::NotFound, "no key named '" + std::string(name) + "' ('keyhold key list' shows the keys)");
+  }
+  return *record;
+}
+
+KeyDetails KeyService::create(std::string_view name, crypto::KeyType type,
+                              std::optional<crypto::KeyPurpose> purpose) {
+  validate_key_name(name);
+  crypto::KeyPurpose natural = crypto::purpose_of(type);
+  if (purpose && *purpose != natural) {
+    throw Error(ErrorCode::InvalidArgument,
+                "a " + std::string(crypto::to_string(type)) + " key is for " +
+                    (natural == crypto::KeyPurpose::Sign ? "signing" : "encryption") + ", not " +
+                    std::string(crypto::to_string(*purpose)) +
+                    (*purpose == crypto::KeyPurpose::Encrypt ? " (use --type aes-256)"
+                                                             : " (use an rsa, ec or ed25519 type)"));
+  }
+  if (store_.keys().find_active(name)) {
+    throw Error(ErrorCode::AlreadyExists, "a key named '" + std::string(name) + "' exists already");
+  }
+  if (!ring_.find_by_label(name).empty()) {
+    throw Error(ErrorCode::AlreadyExists, "the token already holds a key labelled '" + std::string(name) +
+                                              "' that keyhold did not make; choose another name");
+  }
+
+  crypto::TokenKey key = ring_.create(name, type);
+  store::KeyRecord record;
+  record.name = std::string(name);
+  record.token_object_id = key.id;
+  record.key_type = std::string(crypto::to_string(type));
+  record.purpose = std::string(crypto::to_string(natural));
+  try {
+    store::Transaction tx(store_);
+    store_.keys().insert(record);
+    tx.commit();
+  } catch (...) {
+    // No store row, no key: the token key must not outlive a failed create.
+    try {
+      ring_.destroy(key.id);
+    } catch (const Error& e) {
+      log::error("key '" + std::string(name) + "' (CKA_ID " + to_hex(key.id) +
+                 ") was made in the token but could not be recorded nor destroyed: " + e.what());
+    }
+    throw;
+  }
+  return KeyDetails{record, key};
+}
+
+KeyInventory KeyService::list(bool include_destroyed) {
+  KeyInventory inventory;
+  std::vector<crypto::TokenKey> token_keys = ring_.list();
+  std::map<std::vector<std::uint8_t>, const crypto::TokenKey*> by_id;
+  for (const crypto::TokenKey& k : token_keys) by_id.emplace(k.id, &k);
+
+  std::map<std::vector<std::uint8_t>, bool> claimed;
+  for (store::KeyRecord& record : store_.keys().list(include_destroyed)) {
+    KeyDetails details{record, std::nullopt};
+    if (record.state == "active") {
+      if (auto it = by_id.find(record.token_object_id); it != by_id.end()) details.token = *it->second;
+      claimed[record.token_object_id] = true;
+    }
+    inventory.keys.push_back(std::move(details));
+  }
+  for (const crypto::TokenKey& k : token_keys) {
+    if (claimed.count(k.id) == 0) inventory.unmanaged.push_back(k);
+  }
+  return inventory;
+}
+
+KeyDetails KeyService::show(std::string_view name) {
+  store::KeyRecord record = active_record(name);
+  return KeyDetails{record, ring_.find(record.token_object_id)};
+}
+
+crypto::PublicKey KeyService::public_key(std::string_view name) {
+  store::KeyRecord record = active_record(name);
+  if (record.purpose != "sign") {
+    throw Error(ErrorCode::InvalidArgument, "key '" + record.name + "' is a secret " + record.key_type +
+                                                " key: it has no public half");
+  }
+  return ring_.public_key(record.token_object_id);
+}
+
+store::KeyRecord KeyService::destroy(std::string_view name) {
+  store::KeyRecord record = active_record(name);
+  try {
+    ring_.destroy(record.token_object_id);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::NotFound || e.ck_rv()) throw;
+    log::warn("key '" + record.name + "' was already gone from the token; marking it destroyed");
+  }
+  record.destroyed_at = now_utc();
+  record.state = "destroyed";
+  store::Transaction tx(store_);
+  store_.keys().mark_destroyed(record.name, *record.destroyed_at);
+  tx.commit();
+  return record;
+}
+
+std::shared_ptr<const crypto::Signer> KeyService::signer(std::string_view name) {
+  return ring_.signer(active_record(name).token_object_id);
+}
+
+std::shared_ptr<const crypto::Kek> KeyService::kek(std::string_view name) {
+  return ring_.kek(active_record(name).token_object_id);
+}
+
+}  // namespace keyhold::service

@@ -1,0 +1,699 @@
+// The SQLite implementation of keyhold::store.
+//
+// Concurrency: one connection per Store, guarded by a recursive mutex that
+// every call holds. A Transaction keeps that mutex from BEGIN to COMMIT or
+// ROLLBACK, so another thread's call waits instead of landing inside someone
+// else's transaction; the creating thread's own calls re-enter it. Several
+// processes may share the file: WAL lets readers run beside the one writer,
+// busy_timeout waits for the write lock, and transactions BEGIN IMMEDIATE
+// so that a read-then-write never fails with an unretryable SQLITE_BUSY
+// (a deferred transaction cannot wait to upgrade its read snapshot in WAL).
+//
+// Schema versions are tracked with PRAGMA user_version (the number of
+// migrations applied) and the file is marked as keyhold's with
+// PRAGMA application_id, so that another application's database is refused
+// rather than altered.
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <system_error>
+#include <utility>
+
+#include "keyhold/core/encoding.hpp"
+#include "keyhold/core/error.hpp"
+#include "keyhold/core/log.hpp"
+#include "keyhold/store/store.hpp"
+
+namespace keyhold::store {
+namespace {
+
+template <auto F>
+struct Free {
+  void operator()(auto* p) const noexcept { F(p); }
+};
+template <class T, auto F>
+using CPtr = std::unique_ptr<T, Free<F>>;
+
+using Db = CPtr<sqlite3, &sqlite3_close_v2>;
+using Stmt = CPtr<sqlite3_stmt, &sqlite3_finalize>;
+
+constexpr int kBusyTimeoutMs = 5000;
+constexpr int kApplicationId = 0x4b484c44;  // "KHLD"
+
+// Applied in order, each in its own transaction; migration i (1-based) takes
+// user_version from i-1 to i. Never edit a released entry: append a new one.
+constexpr const char* kMigrations[] = {
+    // 1: the keys table. A name is unique among ACTIVE keys only (partial
+    // index), so a destroyed key's row stays for audit and its name can be
+    // reused; a CKA_ID is unique across all rows, forever. Timestamps must be
+    // "YYYY-MM-DDTHH:MM:SSZ" so that text order is time order.
+    R"sql(
+CREATE TABLE keys (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL CONSTRAINT keys_name_valid CHECK (length(name) > 0),
+  token_object_id BLOB NOT NULL CONSTRAINT keys_token_object_id_valid
+                    CHECK (typeof(token_object_id) = 'blob' AND length(token_object_id) > 0),
+  key_type        TEXT NOT NULL CONSTRAINT keys_key_type_valid CHECK (length(key_type) > 0),
+  purpose         TEXT NOT NULL CONSTRAINT keys_purpose_valid CHECK (purpose IN ('sign', 'encrypt')),
+  state           TEXT NOT NULL DEFAULT 'active'
+                    CONSTRAINT keys_state_valid CHECK (state IN ('active', 'destroyed')),
+  created_at      TEXT NOT NULL CONSTRAINT keys_created_at_valid
+                    CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  destroyed_at    TEXT CONSTRAINT keys_destroyed_at_valid
+                    CHECK ((destroyed_at IS NULL) = (state = 'active') AND (destroyed_at IS NULL OR
+                      destroyed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z')),
+  CONSTRAINT keys_token_object_id_unique UNIQUE (token_object_id)
+);
+CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE state = 'active';
+CREATE INDEX keys_name_created_at ON keys (name, created_at);
+)sql",
+};
+constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
+
+std::string code_name(int rc) {
+  static constexpr std::pair<int, const char*> kNames[] = {
+      {SQLITE_CONSTRAINT_UNIQUE, "SQLITE_CONSTRAINT_UNIQUE"},
+      {SQLITE_CONSTRAINT_PRIMARYKEY, "SQLITE_CONSTRAINT_PRIMARYKEY"},
+      {SQLITE_CONSTRAINT_CHECK, "SQLITE_CONSTRAINT_CHECK"},
+      {SQLITE_CONSTRAINT_NOTNULL, "SQLITE_CONSTRAINT_NOTNULL"},
+      {SQLITE_CONSTRAINT_FOREIGNKEY, "SQLITE_CONSTRAINT_FOREIGNKEY"},
+      {SQLITE_ERROR, "SQLITE_ERROR"}, {SQLITE_INTERNAL, "SQLITE_INTERNAL"},
+      {SQLITE_PERM, "SQLITE_PERM"}, {SQLITE_ABORT, "SQLITE_ABORT"},
+      {SQLITE_BUSY, "SQLITE_BUSY"}, {SQLITE_LOCKED, "SQLITE_LOCKED"},
+      {SQLITE_NOMEM, "SQLITE_NOMEM"}, {SQLITE_READONLY, "SQLITE_READONLY"},
+      {SQLITE_INTERRUPT, "SQLITE_INTERRUPT"}, {SQLITE_IOERR, "SQLITE_IOERR"},
+      {SQLITE_CORRUPT, "SQLITE_CORRUPT"}, {SQLITE_NOTFOUND, "SQLITE_NOTFOUND"},
+      {SQLITE_FULL, "SQLITE_FULL"}, {SQLITE_CANTOPEN, "SQLITE_CANTOPEN"},
+      {SQLITE_PROTOCOL, "SQLITE_PROTOCOL"}, {SQLITE_SCHEMA, "SQLITE_SCHEMA"},
+      {SQLITE_TOOBIG, "SQLITE_TOOBIG"}, {SQLITE_CONSTRAINT, "SQLITE_CONSTRAINT"},
+      {SQLITE_MISMATCH, "SQLITE_MISMATCH"}, {SQLITE_MISUSE, "SQLITE_MISUSE"},
+      {SQLITE_NOLFS, "SQLITE_NOLFS"}, {SQLITE_AUTH, "SQLITE_AUTH"},
+      {SQLITE_RANGE, "SQLITE_RANGE"}, {SQLITE_NOTADB, "SQLITE_NOTADB"},
+  };
+  for (auto [code, name] : kNames) {
+    if (code == rc) return name;
+  }
+  for (auto [code, name] : kNames) {
+    if (code == (rc & 0xff)) return std::string(name) + "/" + std::to_string(rc);
+  }
+  return "SQLite code " + std::to_string(rc);
+}
+
+ErrorCode code_for(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY: return ErrorCode::AlreadyExists;
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return ErrorCode::FailedPrecondition;
+    default: break;
+  }
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_NOLFS:
+    case SQLITE_AUTH:
+    case SQLITE_PROTOCOL: return ErrorCode::Unavailable;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT: return ErrorCode::FailedPrecondition;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+    case SQLITE_MISMATCH: return ErrorCode::InvalidArgument;
+    default: return ErrorCode::Internal;
+  }
+}
+
+bool is_digits(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// "YYYY-MM-DDTHH:MM:SSZ", the form keyhold::format_utc writes.
+bool is_utc_timestamp(std::string_view t) {
+  if (t.size() != 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' || t[19] != 'Z') {
+    return false;
+  }
+  for (std::size_t pos : {0, 5, 8, 11, 14, 17}) {
+    if (!is_digits(t.substr(pos, pos == 0 ? 4 : 2))) return false;
+  }
+  auto two = [&](std::size_t pos) { return (t[pos] - '0') * 10 + (t[pos + 1] - '0'); };
+  return two(5) >= 1 && two(5) <= 12 && two(8) >= 1 && two(8) <= 31 && two(11) <= 23 && two(14) <= 59 && two(17) <= 60;
+}
+
+// Creates the file with open(2) so that its mode is 0600 whatever the umask:
+// SQLite would create it (and, after it, its -wal and -shm files, which copy
+// the database's mode) as 0644 under the usual umask.
+void create_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) {
+      throw Error(ErrorCode::Unavailable,
+                  "cannot create directory " + path.parent_path().string() + " for store: " + ec.message());
+    }
+  }
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int err = errno;
+    if (err != EEXIST) {
+      throw Error(ErrorCode::Unavailable,
+                  "cannot create store " + path.string() + ": " + std::generic_category().message(err));
+    }
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+      throw Error(ErrorCode::FailedPrecondition, "store " + path.string() + " is not a regular file");
+    }
+    return;  // an existing file: SQLite says below what is wrong with it, if anything
+  }
+  // A umask such as 0277 would have left 0400, which SQLite cannot write.
+  int rc = ::fchmod(fd, 0600);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    throw Error(ErrorCode::Unavailable,
+                "cannot set mode 0600 on store " + path.string() + ": " + std::generic_category().message(err));
+  }
+}
+
+class Database;
+
+// One execution of a cached prepared statement. Resets it and clears its
+// bindings when done: a statement left mid-step would pin a WAL read snapshot
+// (blocking checkpoints), and SQLITE_STATIC bindings must not outlive the
+// buffers they point to.
+class Query {
+ public:
+  Query(const Database& db, sqlite3_stmt* stmt, std::string_view op) : db_(db), stmt_(stmt), op_(op) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  ~Query() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  void bind(int index, std::string_view text);
+  void bind(int index, std::span<const std::uint8_t> blob);
+  void bind(int index, std::int64_t value);
+  void bind_null(int index);
+
+  int step_rc() noexcept { return sqlite3_step(stmt_); }
+  // True with a row to read, false when done.
+  bool next();
+  void run() {
+    while (next()) {
+    }
+  }
+
+  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const;
+  std::vector<std::uint8_t> blob(int col) const;
+
+  [[noreturn]] void fail(int rc) const;
+
+ private:
+  void check_bind(int rc) const {
+    if (rc != SQLITE_OK) fail(rc);
+  }
+
+  const Database& db_;
+  sqlite3_stmt* stmt_;
+  std::string_view op_;
+};
+
+// The open connection: configuration, migrations, locking and error mapping.
+class Database {
+ public:
+  explicit Database(std::filesystem::path path);
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  sqlite3* handle() const noexcept { return db_.get(); }
+  const std::string& path() const noexcept { return path_; }
+
+  // op names the operation for the message ("insert key"), never its SQL.
+  Error error(int rc, std::string_view op) const {
+    return Error(code_for(rc), "store " + path_ + ": " + std::string(op) + " failed: " + sqlite3_errmsg(db_.get()) +
+                                   " (" + code_name(rc) + ")");
+  }
+
+  // Fixed SQL only (DDL, PRAGMA, BEGIN/COMMIT): anything carrying a value goes
+  // through a prepared statement with bound parameters.
+  void exec(const char* sql, std::string_view op) {
+    int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) throw error(rc, op);
+  }
+
+  Stmt prepare(const char* sql, std::string_view op) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    Stmt stmt(raw);
+    if (rc != SQLITE_OK) throw error(rc, op);
+    return stmt;
+  }
+
+  std::int64_t pragma_int(const char* sql, std::string_view op) {
+    std::int64_t value = 0;
+    int rc = try_pragma_int(sql, value);
+    if (rc != SQLITE_OK) throw error(rc, op);
+    return value;
+  }
+
+  // Held by every call; see the top of this file.
+  std::unique_lock<std::recursive_mutex> lock_for(std::string_view op) {
+    std::unique_lock lock(mutex_);
+    check_usable(op);
+    return lock;
+  }
+
+  void begin();
+  void commit();
+  void rollback() noexcept;
+
+ private:
+  int try_pragma_int(const char* sql, std::int64_t& value) noexcept;
+  void check_usable(std::string_view op) const;
+  void check_ownership();
+  void migrate();
+
+  std::string path_;
+  Db db_;
+  std::recursive_mutex mutex_;
+  bool tx_open_ = false;  // with mutex_ held by the transaction's thread
+  bool broken_ = false;   // a ROLLBACK failed: the connection's state is unknown
+};
+
+void Query::bind(int index, std::string_view text) {
+  // A null pointer would bind NULL, not an empty string.
+  const char* data = text.data() != nullptr ? text.data() : "";
+  check_bind(sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_STATIC, SQLITE_UTF8));
+}
+
+void Query::bind(int index, std::span<const std::uint8_t> blob) {
+  static constexpr std::uint8_t kEmpty = 0;
+  const void* data = blob.data() != nullptr ? blob.data() : &kEmpty;
+  check_bind(sqlite3_bind_blob64(stmt_, index, data, blob.size(), SQLITE_STATIC));
+}
+
+void Query::bind(int index, std::int64_t value) { check_bind(sqlite3_bind_int64(stmt_, index, value)); }
+
+void Query::bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index)); }
+
+bool Query::next() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(rc);
+}
+
+std::string Query::text(int col) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+  if (p == nullptr) {
+    if (!is_null(col)) fail(SQLITE_NOMEM);
+    return {};
+  }
+  return std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+}
+
+std::vector<std::uint8_t> Query::blob(int col) const {
+  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
+  auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col));
+  if (p == nullptr) {
+    if (n != 0) fail(SQLITE_NOMEM);
+    return {};
+  }
+  return std::vector<std::uint8_t>(p, p + n);
+}
+
+void Query::fail(int rc) const { throw db_.error(rc, op_); }
+
+Database::Database(std::filesystem::path path) : path_(std::filesystem::absolute(path).string()) {
+  // An absolute path never starts with "file:", so SQLite cannot read it as a URI.
+  create_file(path_);
+
+  sqlite3* raw = nullptr;
+  // No SQLITE_OPEN_CREATE: create_file made it. NOMUTEX: mutex_ serialises.
+  int rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_.reset(raw);
+  if (rc != SQLITE_OK) {
+    std::string detail = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    throw Error(code_for(rc), "cannot open store " + path_ + ": " + detail + " (" + code_name(rc) + ")");
+  }
+  sqlite3_extended_result_codes(db_.get(), 1);
+  sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+
+  // Before anything writes to the file: it must be keyhold's, and a version we know.
+  check_ownership();
+
+  // The answer is the mode in effect: some file systems cannot do WAL.
+  {
+    Stmt stmt = prepare("PRAGMA journal_mode = WAL", "set journal mode");
+    Query q(*this, stmt.get(), "set journal mode");
+    std::string mode = q.next() ? q.text(0) : "";
+    if (mode != "wal") {
+      throw Error(ErrorCode::Unavailable,
+                  "store " + path_ + ": cannot use WAL journal mode (SQLite kept '" + mode + "')");
+    }
+  }
+  exec("PRAGMA foreign_keys = ON", "enable foreign keys");
+  migrate();
+}
+
+int Database::try_pragma_int(const char* sql, std::int64_t& value) noexcept {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr);
+  Stmt stmt(raw);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_ROW) {
+    value = sqlite3_column_int64(stmt.get(), 0);
+    return SQLITE_OK;
+  }
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+void Database::check_ownership() {
+  std::int64_t version = 0;
+  // The first read of the file: where a file that is no database shows.
+  if (int rc = try_pragma_int("PRAGMA user_version", version); rc != SQLITE_OK) {
+    if ((rc & 0xff) == SQLITE_NOTADB) {
+      throw Error(ErrorCode::FailedPrecondition, "store " + path_ + " is not an SQLite database (" + code_name(rc) + ")");
+    }
+    throw error(rc, "read schema version");
+  }
+  if (version > kLatestVersion) {
+    throw Error(ErrorCode::FailedPrecondition,
+                "store " + path_ + " has schema version " + std::to_string(version) +
+                    ", newer than the latest this keyhold build knows (" + std::to_string(kLatestVersion) +
+                    "); use a newer keyhold");
+  }
+  std::int64_t app_id = pragma_int("PRAGMA application_id", "read application id");
+  if (app_id == kApplicationId) return;
+  if (app_id != 0 || version != 0) {
+    throw Error(ErrorCode::FailedPrecondition,
+                "store " + path_ + " is an SQLite database of another application (application_id " +
+                    std::to_string(app_id) + ", user_version " + std::to_string(version) + "), not a keyhold store");
+  }
+  if (pragma_int("SELECT count(*) FROM sqlite_master", "read schema") != 0) {
+    throw Error(ErrorCode::FailedPrecondition,
+                "store " + path_ + " already holds tables that are not keyhold's; refusing to add keyhold's to it");
+  }
+}
+
+void Database::migrate() {
+  for (;;) {
+    if (pragma_int("PRAGMA user_version", "read schema version") >= kLatestVersion) return;
+    exec("BEGIN IMMEDIATE", "begin migration");
+    try {
+      // Re-read under the write lock: another process may have migrated meanwhile.
+      std::int64_t version = pragma_int("PRAGMA user_version", "read schema version");
+      if (version > kLatestVersion) {
+        check_ownership();  // throws, naming both versions
+      }
+      if (version < kLatestVersion) {
+        std::string op = "apply migration " + std::to_string(version + 1);
+        exec(kMigrations[version], op);
+        if (version == 0) exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str(), op);
+        // PRAGMA takes no bound parameters; the value is our own counter.
+        exec(("PRAGMA user_version = " + std::to_string(version + 1)).c_str(), op);
+      }
+      exec("COMMIT", "commit migration");
+    } catch (...) {
+      if (sqlite3_get_autocommit(db_.get()) == 0) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+}
+
+void Database::check_usable(std::string_view op) const {
+  if (broken_) {
+    throw Error(ErrorCode::Unavailable, "store " + path_ + ": cannot " + std::string(op) +
+                                            ": a rollback failed earlier and the connection is unusable; reopen the store");
+  }
+  // SQLite rolls a transaction back by itself after some errors (SQLITE_FULL,
+  // SQLITE_IOERR, ...); going on would run the rest of the caller's unit of
+  // work in autocommit mode, one statement at a time.
+  if (tx_open_ && sqlite3_get_autocommit(db_.get()) != 0) {
+    throw Error(ErrorCode::FailedPrecondition, "store " + path_ + ": cannot " + std::string(op) +
+                                                   ": the open transaction was rolled back after an earlier error");
+  }
+}
+
+void Database::begin() {
+  mutex_.lock();  // held until commit() or rollback()
+  try {
+    if (tx_open_) {
+      throw Error(ErrorCode::FailedPrecondition,
+                  "store " + path_ + ": this thread already has a transaction open on the store; "
+                                     "nested transactions are not supported");
+    }
+    check_usable("begin transaction");
+    exec("BEGIN IMMEDIATE", "begin transaction");
+    tx_open_ = true;
+  } catch (...) {
+    mutex_.unlock();
+    throw;
+  }
+}
+
+void Database::commit() {
+  std::unique_lock lock(mutex_, std::adopt_lock);  // begin()'s lock, released on return
+  tx_open_ = false;
+  if (broken_ || sqlite3_get_autocommit(db_.get()) != 0) {
+    throw Error(ErrorCode::FailedPrecondition,
+                "store " + path_ + ": cannot commit: the transaction was rolled back after an earlier error");
+  }
+  int rc = sqlite3_exec(db_.get(), "COMMIT", nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) return;
+  Error failure = error(rc, "commit transaction");
+  if (sqlite3_get_autocommit(db_.get()) == 0 &&
+      sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    broken_ = true;
+    log::error("store " + path_ + ": rollback after a failed commit failed; the connection is unusable");
+  }
+  throw failure;
+}
+
+void Database::rollback() noexcept {
+  std::unique_lock lock(mutex_, std::adopt_lock);
+  tx_open_ = false;
+  if (sqlite3_get_autocommit(db_.get()) != 0) return;  // SQLite already rolled it back
+  int rc = sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK || sqlite3_get_autocommit(db_.get()) == 0) {
+    broken_ = true;
+    log::error("store " + path_ + ": rollback failed (" + code_name(rc) + "); the connection is unusable");
+  }
+}
+
+constexpr const char* kKeyColumns =
+    "id, name, token_object_id, key_type, purpose, state, created_at, destroyed_at";
+
+KeyRecord read_key(const Query& q) {
+  KeyRecord r;
+  r.id = q.integer(0);
+  r.name = q.text(1);
+  r.token_object_id = q.blob(2);
+  r.key_type = q.text(3);
+  r.purpose = q.text(4);
+  r.state = q.text(5);
+  r.created_at = q.text(6);
+  if (!q.is_null(7)) r.destroyed_at = q.text(7);
+  return r;
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw Error(ErrorCode::InvalidArgument, message);
+}
+
+// The same rules as the CHECK constraints of migration 1, checked first for a
+// message that says which field is wrong.
+void validate(const KeyRecord& r, const std::string& created_at) {
+  require(!r.name.empty(), "key record: name is empty");
+  require(!r.token_object_id.empty(), "key record for '" + r.name + "': CKA_ID is empty");
+  require(!r.key_type.empty(), "key record for '" + r.name + "': key type is empty");
+  require(r.purpose == "sign" || r.purpose == "encrypt",
+          "key record for '" + r.name + "': purpose '" + r.purpose + "' is not sign or encrypt");
+  require(r.state == kStateActive || r.state == kStateDestroyed,
+          "key record for '" + r.name + "': state '" + r.state + "' is not active or destroyed");
+  require(is_utc_timestamp(created_at),
+          "key record for '" + r.name + "': created_at '" + created_at + "' is not a UTC timestamp like 2026-11-28T15:47:59Z");
+  require(r.destroyed_at.has_value() == (r.state == kStateDestroyed),
+          "key record for '" + r.name + "': destroyed_at must be set exactly when the state is destroyed");
+  require(!r.destroyed_at || is_utc_timestamp(*r.destroyed_at),
+          "key record for '" + r.name + "': destroyed_at is not a UTC timestamp like 2026-11-28T15:47:59Z");
+}
+
+class SqliteKeyRepository final : public KeyRepository {
+ public:
+  explicit SqliteKeyRepository(Database& db)
+      : db_(db),
+        insert_(db.prepare("INSERT INTO keys (name, token_object_id, key_type, purpose, state, created_at, destroyed_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           "prepare insert key")),
+        find_active_(db.prepare((std::string("SELECT ") + kKeyColumns +
+                                 " FROM keys WHERE name = ?1 AND state = 'active'").c_str(),
+                                "prepare find active key")),
+        find_by_object_id_(db.prepare((std::string("SELECT ") + kKeyColumns +
+                                       " FROM keys WHERE token_object_id = ?1").c_str(),
+                                      "prepare find key by CKA_ID")),
+        list_(db.prepare((std::string("SELECT ") + kKeyColumns +
+                          " FROM keys WHERE ?1 OR state = 'active' ORDER BY name, created_at, id").c_str(),
+                         "prepare list keys")),
+        mark_destroyed_(db.prepare("UPDATE keys SET state = 'destroyed', destroyed_at = ?2 "
+                                   "WHERE name = ?1 AND state = 'active'",
+                                   "prepare mark key destroyed")) {}
+
+  void insert(KeyRecord& record) override {
+    static constexpr std::string_view kOp = "insert key";
+    std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
+    validate(record, created_at);
+
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, insert_.get(), kOp);
+    q.bind(1, record.name);
+    q.bind(2, std::span<const std::uint8_t>(record.token_object_id));
+    q.bind(3, record.key_type);
+    q.bind(4, record.purpose);
+    q.bind(5, record.state);
+    q.bind(6, created_at);
+    if (record.destroyed_at) {
+      q.bind(7, *record.destroyed_at);
+    } else {
+      q.bind_null(7);
+    }
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+      // SQLite names the constraint's columns (never values) in its message.
+      std::string_view what = sqlite3_errmsg(db_.handle());
+      if (what.find("keys.token_object_id") != std::string_view::npos) {
+        throw Error(ErrorCode::AlreadyExists,
+                    "a key with CKA_ID " + to_hex(record.token_object_id) + " is already in the store");
+      }
+      if (what.find("keys.name") != std::string_view::npos) {
+        throw Error(ErrorCode::AlreadyExists, "an active key named '" + record.name + "' already exists");
+      }
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    record.id = sqlite3_last_insert_rowid(db_.handle());
+    record.created_at = std::move(created_at);
+  }
+
+  std::optional<KeyRecord> find_active(std::string_view name) override {
+    static constexpr std::string_view kOp = "find active key";
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, find_active_.get(), kOp);
+    q.bind(1, name);
+    if (!q.next()) return std::nullopt;
+    return read_key(q);
+  }
+
+  std::optional<KeyRecord> find_by_object_id(std::span<const std::uint8_t> id) override {
+    static constexpr std::string_view kOp = "find key by CKA_ID";
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, find_by_object_id_.get(), kOp);
+    q.bind(1, id);
+    if (!q.next()) return std::nullopt;
+    return read_key(q);
+  }
+
+  std::vector<KeyRecord> list(bool include_destroyed) override {
+    static constexpr std::string_view kOp = "list keys";
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, list_.get(), kOp);
+    q.bind(1, std::int64_t{include_destroyed ? 1 : 0});
+    std::vector<KeyRecord> out;
+    while (q.next()) out.push_back(read_key(q));
+    return out;
+  }
+
+  void mark_destroyed(std::string_view name, std::string_view at) override {
+    static constexpr std::string_view kOp = "mark key destroyed";
+    require(is_utc_timestamp(at), "destroy key '" + std::string(name) + "': time '" + std::string(at) +
+                                      "' is not a UTC timestamp like 2026-11-28T15:47:59Z");
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, mark_destroyed_.get(), kOp);
+    q.bind(1, name);
+    q.bind(2, at);
+    q.run();
+    if (sqlite3_changes(db_.handle()) == 0) {
+      throw Error(ErrorCode::NotFound, "no active key named '" + std::string(name) + "'");
+    }
+  }
+
+ private:
+  Database& db_;
+  Stmt insert_;
+  Stmt find_active_;
+  Stmt find_by_object_id_;
+  Stmt list_;
+  Stmt mark_destroyed_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const std::filesystem::path& path) : db_(path), keys_(db_) {}
+
+  KeyRepository& keys() override { return keys_; }
+
+  int schema_version() override {
+    static constexpr std::string_view kOp = "read schema version";
+    auto lock = db_.lock_for(kOp);
+    return static_cast<int>(db_.pragma_int("PRAGMA user_version", kOp));
+  }
+
+ protected:
+  void begin_transaction() override { db_.begin(); }
+  void commit_transaction() override { db_.commit(); }
+  void rollback_transaction() noexcept override { db_.rollback(); }
+
+ private:
+  Database db_;                // declared first: destroyed after the statements below
+  SqliteKeyRepository keys_;
+};
+
+}  // namespace
+
+Transaction::Transaction(Store& store) : store_(&store) { store.begin_transaction(); }
+
+Transaction::Transaction(Transaction&& other) noexcept : store_(std::exchange(other.store_, nullptr)) {}
+
+Transaction& Transaction::operator=(Transaction&& other) noexcept {
+  if (this != &other) {
+    rollback();
+    store_ = std::exchange(other.store_, nullptr);
+  }
+  return *this;
+}
+
+Transaction::~Transaction() { rollback(); }
+
+void Transaction::commit() {
+  if (store_ == nullptr) {
+    throw Error(ErrorCode::FailedPrecondition, "store: commit of a transaction that already ended");
+  }
+  // Over whatever happens: the store has committed or rolled back.
+  std::exchange(store_, nullptr)->commit_transaction();
+}
+
+void Transaction::rollback() noexcept {
+  if (store_ != nullptr) std::exchange(store_, nullptr)->rollback_transaction();
+}
+
+std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& path) {
+  return std::make_unique<SqliteStore>(path);
+}
+
+}  // namespace keyhold::store
