@@ -90,16 +90,17 @@ class PromptPin final : public PinSource {
   SecretBytes read() override {
     int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) throw Error(ErrorCode::InvalidArgument, "no terminal to ask for the PIN on");
-    std::string prompt = "PIN for token '" + token_label_ + "': ";
-    (void)!::write(fd, prompt.data(), prompt.size());
-
+    // Echo goes off before the prompt appears, so that nothing typed after
+    // the prompt is echoed, nor discarded by the mode change.
     termios saved{};
     bool restore = ::tcgetattr(fd, &saved) == 0;
     if (restore) {
       termios quiet = saved;
       quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL);
-      ::tcsetattr(fd, TCSAFLUSH, &quiet);
+      ::tcsetattr(fd, TCSADRAIN, &quiet);
     }
+    std::string prompt = "PIN for token '" + token_label_ + "': ";
+    (void)!::write(fd, prompt.data(), prompt.size());
     SecretBytes pin(kMaxPinLength + 1);
     std::size_t total = 0;
     while (total < pin.size()) {
@@ -110,7 +111,7 @@ class PromptPin final : public PinSource {
       pin.data()[total++] = static_cast<std::uint8_t>(c);
       c = 0;
     }
-    if (restore) ::tcsetattr(fd, TCSAFLUSH, &saved);
+    if (restore) ::tcsetattr(fd, TCSADRAIN, &saved);
     (void)!::write(fd, "\n", 1);
     ::close(fd);
     pin.truncate(total);

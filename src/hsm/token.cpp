@@ -82,6 +82,7 @@ Token::Token(std::shared_ptr<Module> module, Uri uri, std::unique_ptr<PinSource>
     : module_(std::move(module)), uri_(std::move(uri)), pin_(std::move(pin)), options_(options) {}
 
 Token::~Token() {
+  if (!pool_) return;  // open() failed before any session was opened
   bool ours = module_->generation() == module_generation_;
   if (!ours) {
     // Forked child that never used the token: the sessions are the parent's.
