@@ -1,5 +1,7 @@
 #include "keyhold/hsm/session_pool.hpp"
 
+#include <algorithm>
+
 #include "keyhold/hsm/module.hpp"
 
 namespace keyhold::hsm {
@@ -50,12 +52,15 @@ SessionLease SessionPool::checkout() {
         ++opened_total_;
         return SessionLease(this, h, generation);
       }
-      if (rv == CKR_SESSION_COUNT && leased_ > 0) {
-        // The token's own limit: remember it and wait for a session to come back.
-        token_limit_ = leased_ + opening_;
-      } else {
-        check(rv, "opening a session on the token");
+      if (rv == CKR_SESSION_COUNT && leased_ + idle_.size() + opening_ > 0) {
+        // The token's own limit. Sessions we hold (leased, idle, or being
+        // opened by another thread) will come back: remember the limit and
+        // look again, since one may have become idle while we were opening.
+        token_limit_ = std::max<std::size_t>(1, leased_ + idle_.size());
+        continue;
       }
+      returned_.notify_all();  // waiters re-evaluate now that this open failed
+      check(rv, "opening a session on the token");
     }
     if (returned_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty()) {
       throw Error(ErrorCode::Unavailable, "no token session became free within " +

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The dependency rule of docs/architecture.md, checked on the sources:
+# PKCS#11 and keyhold::hsm only in hsm, crypto and app; store knows only core;
+# hsm knows nothing above it. Prints every violation; exits 1 if any.
+set -u
+root="${1:?usage: dependency_rule.sh SOURCE_DIR}"
+cd "$root" || exit 2
+status=0
+
+forbid() {  # forbid PATTERN DESCRIPTION DIRS...
+  local pattern="$1" what="$2"
+  shift 2
+  local hits
+  hits=$(grep -rnE "$pattern" "$@" 2>/dev/null)
+  if [ -n "$hits" ]; then
+    echo "dependency rule broken: $what"
+    echo "$hits"
+    status=1
+  fi
+}
+
+pkcs11='#include [<"](p11-kit/|keyhold/hsm/)'
+forbid "$pkcs11" "PKCS#11 types outside src/hsm, src/crypto and src/app" \
+  src/core src/ssh src/store src/service src/cli \
+  include/keyhold/core include/keyhold/ssh include/keyhold/store include/keyhold/service include/keyhold/app
+forbid '#include "keyhold/(crypto|ssh|service|app|hsm)/' "store depends on core only" src/store include/keyhold/store
+forbid '#include "keyhold/(crypto|ssh|store|service|app)/' "hsm knows nothing above it" src/hsm include/keyhold/hsm
+forbid '#include "keyhold/(service|app)/' "crypto and ssh do not know the layers above them" \
+  src/crypto src/ssh include/keyhold/crypto include/keyhold/ssh
+forbid '#include "keyhold/app/' "service does not know app" src/service include/keyhold/service
+# Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
+forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
+[ $status -eq 0 ] && echo "dependency rule holds"
+exit $status
