@@ -191,6 +191,15 @@ TEST_P(KeyOfType, IsCreatedListedShownAndItsPublicKeyReadByOpensslAndSshKeygen) 
   EXPECT_EQ(shown["usage"], nlohmann::json({"sign"}));
   EXPECT_EQ(shown["has_public_object"], true);
 
+  // Other PKCS#11 tools see a pair: a private and a public object with one CKA_ID and label.
+  ProcessResult objects = run_process(pkcs11_tool({"--list-objects", "--id", shown["id"]}), with_softhsm_conf());
+  ASSERT_EQ(objects.exit_code, 0) << objects.err;
+  EXPECT_NE(objects.out.find("Private Key Object"), std::string::npos) << objects.out;
+  EXPECT_NE(objects.out.find("Public Key Object"), std::string::npos) << objects.out;
+  std::regex label("label: +" + name + "\n");
+  EXPECT_EQ(std::distance(std::sregex_iterator(objects.out.begin(), objects.out.end(), label), std::sregex_iterator()), 2)
+      << objects.out;
+
   ProcessResult pem = keyhold({"key", "public", name});
   ASSERT_EQ(pem.exit_code, 0) << pem.err;
   std::string pem_file = (dir / (name + ".pem")).string();
@@ -363,6 +372,38 @@ TEST(KeyList, ReportsDriftAndIsNotBrokenByObjectsOfOtherTools) {
   ProcessResult show = keyhold({"key", "show", "drift-gone"});
   EXPECT_EQ(show.exit_code, 0);
   EXPECT_NE(show.out.find("MISSING"), std::string::npos) << show.out;
+}
+
+TEST(Pin, FromAPinSourceFileInTheTokenUri) {
+  std::string pin_file = (DevSetup::get().dir / "pin").string();
+  fs::path config = config_variant("pin-source", "uri = \"pkcs11:token=keyhold-dev\"\npin_file = \"pin\"",
+                                   "uri = \"pkcs11:token=keyhold-dev?pin-source=file:" + pin_file + "\"");
+  ProcessResult r = keyhold({"--config", config.string(), "key", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The URI's pin-source wins over pin_file: a wrong one there is what fails.
+  fs::path wrong = config_variant("pin-source-wrong", "uri = \"pkcs11:token=keyhold-dev\"",
+                                  "uri = \"pkcs11:token=keyhold-dev?pin-source=file:/nonexistent/pin\"");
+  r = keyhold({"--config", wrong.string(), "key", "list"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("/nonexistent/pin"), std::string::npos) << r.err;
+}
+
+TEST(TokenSelection, TheUriMayNameTheModuleByPathOrName) {
+  fs::path by_path = config_variant("module-path", "module = \"softhsm2\"\nuri = \"pkcs11:token=keyhold-dev\"",
+                                    "module = \"/nonexistent/ignored.so\"\nuri = \"pkcs11:token=keyhold-dev?module-path=" +
+                                        testing::ThrowawayToken::module_path() + "\"");
+  ProcessResult r = keyhold({"--config", by_path.string(), "--json", "token", "info"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["label"], "keyhold-dev");
+  fs::path by_name = config_variant("module-name", "module = \"softhsm2\"\nuri = \"pkcs11:token=keyhold-dev\"",
+                                    "module = \"/nonexistent/ignored.so\"\nuri = \"pkcs11:token=keyhold-dev?module-name=softhsm2\"");
+  r = keyhold({"--config", by_name.string(), "key", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // By serial, as production configurations should (never by slot id).
+  std::string serial = keyhold_json({"token", "info"})["serial"];
+  fs::path by_serial = config_variant("serial", "uri = \"pkcs11:token=keyhold-dev\"",
+                                      "uri = \"pkcs11:serial=" + serial + "\"");
+  EXPECT_EQ(keyhold({"--config", by_serial.string(), "key", "list"}).exit_code, 0);
 }
 
 TEST(Pin, OnTheCommandLineIsRefusedWithoutRepeatingIt) {
