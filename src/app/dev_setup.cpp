@@ -67,7 +67,12 @@ class Rollback {
 
 }  // namespace
 
-DevSetup init_dev(const std::filesystem::path& directory, const std::string& softhsm_module) {
+DevSetup init_dev(const std::filesystem::path& directory, const std::string& module_name_or_path) {
+  // A module path is written to keyhold.toml absolute: the configuration
+  // resolves relative paths against its own directory, not this one.
+  std::string softhsm_module = module_name_or_path.find('/') == std::string::npos
+                                   ? module_name_or_path
+                                   : std::filesystem::absolute(module_name_or_path).lexically_normal().string();
   DevSetup setup;
   setup.directory = std::filesystem::absolute(directory).lexically_normal();
   if (setup.directory.has_filename() == false) setup.directory = setup.directory.parent_path();

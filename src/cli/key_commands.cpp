@@ -77,7 +77,7 @@ void print_details(std::ostream& out, const service::KeyDetails& d) {
   row("id (CKA_ID)", to_hex(d.record.token_object_id));
   if (!d.token) {
     if (d.record.state == "active") {
-      row("token object", "MISSING: the token has no object with this CKA_ID (drift)");
+      row("token object", "MISSING: the token has no private or secret key with this CKA_ID (drift)");
     }
     return;
   }

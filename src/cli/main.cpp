@@ -67,6 +67,16 @@ void print_usage(std::ostream& out) {
          "\nThe PIN is never taken on the command line: see docs/cli.md.\n";
 }
 
+// keyhold COMMAND --help: the synopsis of every command that starts with the words given.
+void print_command_help(const std::vector<std::string>& words, std::ostream& out) {
+  for (const Command& c : all_commands()) {
+    bool matches = true;
+    for (std::size_t i = 0; i < words.size() && i < c.words.size() && matches; ++i) matches = c.words[i] == words[i];
+    if (matches) out << "usage: keyhold " << c.synopsis << "\n  " << c.summary << "\n";
+  }
+  out << "(keyhold --help lists every command; docs/cli.md has the details)\n";
+}
+
 // One line: messages never span lines, whatever a library put in them.
 std::string one_line(std::string_view message) {
   std::string out;
@@ -100,28 +110,36 @@ int run(int argc, char** argv) {
     return kExitUsage;
   }
 
+  // --json and --config FILE may also come after the command: take them out
+  // first, so each command sees only its own arguments.
+  std::vector<std::string> words(argv + 1, argv + argc);
+  std::vector<std::string> global_args = {argv[0]};
+  std::vector<std::string> command_args;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    bool before_command = command_args.empty();
+    const std::string& w = words[i];
+    bool anywhere = w == "--json" || w == "--help" || w == "-h" || w.rfind("--config=", 0) == 0;
+    if (anywhere || (before_command && !w.empty() && w[0] == '-' && w != "--config")) {
+      global_args.push_back(words[i]);
+    } else if (words[i] == "--config") {
+      global_args.push_back(words[i]);
+      if (i + 1 < words.size()) global_args.push_back(words[++i]);
+    } else {
+      command_args.push_back(words[i]);
+    }
+  }
+  std::vector<char*> global_argv;
+  for (std::string& a : global_args) global_argv.push_back(a.data());
+
   GlobalOptions global;
-  std::vector<std::string> rest;
+  std::vector<std::string> rest = command_args;
   try {
     po::options_description options("global options");
     options.add_options()("config", po::value<std::string>(), "")("json", po::bool_switch(), "")(
         "help,h", po::bool_switch(), "")("version", po::bool_switch(), "");
-    // Global options come before the command; everything from the first
-    // positional word on belongs to the command.
-    int first_command = 1;
-    while (first_command < argc) {
-      std::string_view arg(argv[first_command]);
-      if (arg == "--config") {
-        first_command += 2;
-      } else if (!arg.empty() && arg[0] == '-') {
-        ++first_command;
-      } else {
-        break;
-      }
-    }
-    first_command = std::min(first_command, argc);
     po::variables_map vm;
-    po::store(po::command_line_parser(first_command, argv).options(options).run(), vm);
+    po::store(po::command_line_parser(static_cast<int>(global_argv.size()), global_argv.data()).options(options).run(),
+              vm);
     po::notify(vm);
     if (vm.count("config")) global.config = vm["config"].as<std::string>();
     global.json = vm["json"].as<bool>();
@@ -129,10 +147,14 @@ int run(int argc, char** argv) {
       std::cout << "keyhold " << KEYHOLD_VERSION << "\n";
       return kExitOk;
     }
-    for (int i = first_command; i < argc; ++i) rest.emplace_back(argv[i]);
-    if (vm["help"].as<bool>() || rest.empty()) {
-      print_usage(rest.empty() && !vm["help"].as<bool>() ? std::cerr : std::cout);
-      return rest.empty() && !vm["help"].as<bool>() ? kExitUsage : kExitOk;
+    bool help = vm["help"].as<bool>();
+    if (rest.empty()) {
+      print_usage(help ? std::cout : std::cerr);
+      return help ? kExitOk : kExitUsage;
+    }
+    if (help) {
+      print_command_help(rest, std::cout);
+      return kExitOk;
     }
   } catch (const po::error& e) {
     std::cerr << "keyhold: error: " << one_line(e.what()) << " (see keyhold --help)\n";
@@ -149,7 +171,12 @@ int run(int argc, char** argv) {
   }
   if (chosen == nullptr) {
     std::string words = rest[0] + (rest.size() > 1 && rest[1][0] != '-' ? " " + rest[1] : "");
-    std::cerr << "keyhold: error: unknown command '" << one_line(words) << "' (see keyhold --help)\n";
+    std::string group;
+    for (const Command& c : commands) {
+      if (c.words.size() > 1 && c.words[0] == rest[0]) group += (group.empty() ? "" : ", ") + c.words[1];
+    }
+    std::cerr << "keyhold: error: unknown command '" << one_line(words) << "' ("
+              << (group.empty() ? "see keyhold --help" : "'" + rest[0] + "' takes: " + group) << ")\n";
     return kExitUsage;
   }
 

@@ -91,9 +91,8 @@ TokenSigner::TokenSigner(std::shared_ptr<hsm::Token> token, std::vector<std::uin
 
 void TokenSigner::require(SignatureAlgorithm algorithm) const {
   if (!can_sign_with(type_, algorithm)) {
-    throw Error(ErrorCode::InvalidArgument, std::string("a ") + std::string(to_string(type_)) +
-                                                " key cannot make " + std::string(to_string(algorithm)) +
-                                                " signatures");
+    throw Error(ErrorCode::InvalidArgument, std::string(to_string(type_)) + " keys cannot make " +
+                                                std::string(to_string(algorithm)) + " signatures");
   }
 }
 

@@ -111,9 +111,11 @@ std::shared_ptr<Module> Module::load(std::string_view name_or_path) {
   ModuleInfo info;
   CK_FUNCTION_LIST* functions = nullptr;
   if (is_path) {
-    info.path = std::filesystem::weakly_canonical(requested).string();
+    // p11-kit looks relative paths up in its own module directory; keyhold
+    // means them relative to the working directory, as a user would.
+    info.path = std::filesystem::weakly_canonical(std::filesystem::absolute(requested)).string();
     if (auto loaded = existing(info.path)) return loaded;
-    functions = load_path(requested);
+    functions = load_path(info.path);
   } else {
     auto [f, path] = load_registered(requested);
     functions = f;

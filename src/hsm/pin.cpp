@@ -42,7 +42,7 @@ class FilePin final : public PinSource {
     if ((st.st_mode & 077) != 0) {
       ::close(fd);
       throw Error(ErrorCode::InvalidArgument, "the PIN file " + path_.string() +
-                                                  " may be read by group or others; run: chmod 600 " +
+                                                  " is accessible to group or others; run: chmod 600 " +
                                                   path_.string());
     }
     SecretBytes pin(kMaxPinLength + 2);

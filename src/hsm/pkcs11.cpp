@@ -110,7 +110,8 @@ constexpr Named kReturnValues[] = {
 };
 
 // Every CKM_ value of PKCS#11 v2.40 (from p11-kit's header); first name wins
-// where two names share a value.
+// where two names share a value, so the current name comes before the
+// deprecated one (CKM_EC_KEY_PAIR_GEN before CKM_ECDSA_KEY_PAIR_GEN).
 constexpr Named kMechanisms[] = {
     {CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN"},
     {CKM_RSA_PKCS, "CKM_RSA_PKCS"},
@@ -355,8 +356,8 @@ constexpr Named kMechanisms[] = {
     {CKM_BATON_COUNTER, "CKM_BATON_COUNTER"},
     {CKM_BATON_SHUFFLE, "CKM_BATON_SHUFFLE"},
     {CKM_BATON_WRAP, "CKM_BATON_WRAP"},
-    {CKM_ECDSA_KEY_PAIR_GEN, "CKM_ECDSA_KEY_PAIR_GEN"},
     {CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"},
+    {CKM_ECDSA_KEY_PAIR_GEN, "CKM_ECDSA_KEY_PAIR_GEN"},
     {CKM_ECDSA, "CKM_ECDSA"},
     {CKM_ECDSA_SHA1, "CKM_ECDSA_SHA1"},
     {CKM_ECDSA_SHA224, "CKM_ECDSA_SHA224"},

@@ -65,6 +65,13 @@ std::vector<CK_OBJECT_HANDLE> find_on(const Module& module, CK_SESSION_HANDLE se
   return found;
 }
 
+// One per process, whatever the number of Token objects: concurrent key
+// generation has crashed SoftHSM (SoftHSMv2 #573, #688).
+std::mutex& keygen_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 }  // namespace
 
 std::unique_ptr<Token> Token::open(std::shared_ptr<Module> module, const Uri& uri, std::unique_ptr<PinSource> pin,
@@ -134,17 +141,16 @@ void Token::locate() {
 }
 
 void Token::open_anchor_and_login() {
+  // The PIN is read first: a PIN source that fails leaves no session behind.
+  bool pin_pad = (token_info_.flags & CKF_PROTECTED_AUTHENTICATION_PATH) != 0;
+  SecretBytes pin = pin_pad ? SecretBytes() : pin_->read();
   CK_SESSION_HANDLE anchor = CK_INVALID_HANDLE;
   check(KH_P11(*module_, C_OpenSession, slot(), CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &anchor),
         "opening a session on token '" + label() + "'");
-  CK_RV rv;
-  if ((token_info_.flags & CKF_PROTECTED_AUTHENTICATION_PATH) != 0) {
-    rv = KH_P11(*module_, C_Login, anchor, CKU_USER, nullptr, 0);  // PIN pad on the device
-  } else {
-    SecretBytes pin = pin_->read();
-    rv = KH_P11(*module_, C_Login, anchor, CKU_USER, pin.data(), static_cast<CK_ULONG>(pin.size()));
-    pin.wipe();
-  }
+  // With a PIN pad on the device, C_Login takes no PIN.
+  CK_RV rv = KH_P11(*module_, C_Login, anchor, CKU_USER, pin_pad ? nullptr : pin.data(),
+                    static_cast<CK_ULONG>(pin.size()));
+  pin.wipe();
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     (void)KH_P11(*module_, C_CloseSession, anchor);
     throw_rv(rv, "logging in to token '" + label() + "' with the " + pin_->describe());
@@ -324,7 +330,7 @@ std::vector<std::uint8_t> Token::random(std::size_t size) {
 
 KeyPairHandles Token::generate_key_pair(CK_MECHANISM mechanism, AttributeTemplate& public_template,
                                         AttributeTemplate& private_template) {
-  std::lock_guard serial(keygen_mutex_);
+  std::lock_guard serial(keygen_mutex());
   return run([&](CK_SESSION_HANDLE session) {
     KeyPairHandles handles{CK_INVALID_HANDLE, CK_INVALID_HANDLE};
     CK_MECHANISM m = mechanism;
@@ -336,7 +342,7 @@ KeyPairHandles Token::generate_key_pair(CK_MECHANISM mechanism, AttributeTemplat
 }
 
 CK_OBJECT_HANDLE Token::generate_key(CK_MECHANISM mechanism, AttributeTemplate& key_template) {
-  std::lock_guard serial(keygen_mutex_);
+  std::lock_guard serial(keygen_mutex());
   return run([&](CK_SESSION_HANDLE session) {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     CK_MECHANISM m = mechanism;

@@ -40,9 +40,9 @@ KeyDetails KeyService::create(std::string_view name, crypto::KeyType type,
   crypto::KeyPurpose natural = crypto::purpose_of(type);
   if (purpose && *purpose != natural) {
     throw Error(ErrorCode::InvalidArgument,
-                "a " + std::string(crypto::to_string(type)) + " key is for " +
-                    (natural == crypto::KeyPurpose::Sign ? "signing" : "encryption") + ", not " +
-                    std::string(crypto::to_string(*purpose)) +
+                std::string(crypto::to_string(type)) + " keys are for " +
+                    (natural == crypto::KeyPurpose::Sign ? "signing" : "encryption") + ", not for " +
+                    (*purpose == crypto::KeyPurpose::Sign ? "signing" : "encryption") +
                     (*purpose == crypto::KeyPurpose::Encrypt ? " (use --type aes-256)"
                                                              : " (use an rsa, ec or ed25519 type)"));
   }

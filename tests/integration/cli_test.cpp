@@ -292,6 +292,38 @@ TEST(KeyCommands, NotFoundAndMissingConfirmationAreRefused) {
   r = keyhold({"key", "frobnicate"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown command"), std::string::npos);
+  EXPECT_NE(r.err.find("'key' takes: create, list, show, public, destroy"), std::string::npos) << r.err;
+  r = keyhold({"key", "show"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_error_line(r);
+  EXPECT_NE(r.err.find("missing NAME (usage: keyhold key show NAME)"), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpPerCommandAndGlobalOptionsAfterTheCommand) {
+  ProcessResult r = keyhold({"key", "create", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("usage: keyhold key create NAME --type T"), std::string::npos) << r.out;
+  r = keyhold({"key", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(nlohmann::json::parse(r.out).contains("keys"));
+  r = keyhold({"token", "info", "--config", DevSetup::get().config.string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["label"], "keyhold-dev");
+  r = run_process({testing::keyhold_binary()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("usage: keyhold"), std::string::npos);
+}
+
+TEST(InitDev, TakesARelativeModulePathAndWritesItAbsolute) {
+  fs::path dir = DevSetup::get().dir.parent_path() / "relative-module";
+  fs::path module = fs::relative(testing::ThrowawayToken::module_path(), fs::current_path());
+  ProcessResult r = run_process({testing::keyhold_binary(), "init", "--dev", "--dir", dir.string(), "--module", module.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_file((dir / "keyhold.toml").string()).find("module = \"" + fs::weakly_canonical(testing::ThrowawayToken::module_path()).string()),
+            std::string::npos);
+  testing::ProcessOptions options;
+  options.env["KEYHOLD_CONFIG"] = (dir / "keyhold.toml").string();
+  EXPECT_EQ(run_process({testing::keyhold_binary(), "key", "list"}, options).exit_code, 0);
 }
 
 TEST(KeyDestroy, RemovesTheTokenObjectsAndKeepsTheRecord) {

@@ -1,6 +1,7 @@
 #pragma once
 // PKCS#11 types (p11-kit's header) and the one table that maps a CK_RV to
-// keyhold's error model. Only src/hsm and src/crypto include this file.
+// keyhold's error model. Only src/hsm, src/crypto and src/app (the wiring)
+// include this file (tests/unit/dependency_rule.sh checks it).
 
 #include <p11-kit/pkcs11.h>
 

@@ -100,8 +100,8 @@ class Token {
                                     std::span<const std::uint8_t> plaintext, std::size_t size_hint);
   SecretBytes decrypt(const ObjectRef& key, CK_MECHANISM mechanism, std::span<const std::uint8_t> ciphertext);
   std::vector<std::uint8_t> random(std::size_t size);
-  // Serialised per process: concurrent key generation has crashed SoftHSM
-  // (SoftHSMv2 #573, #688).
+  // Serialised across every Token of the process (not across processes):
+  // concurrent key generation has crashed SoftHSM (SoftHSMv2 #573, #688).
   KeyPairHandles generate_key_pair(CK_MECHANISM mechanism, AttributeTemplate& public_template,
                                    AttributeTemplate& private_template);
   CK_OBJECT_HANDLE generate_key(CK_MECHANISM mechanism, AttributeTemplate& key_template);
@@ -135,7 +135,6 @@ class Token {
 
   std::unique_ptr<SessionPool> pool_;
   std::mutex recover_mutex_;
-  std::mutex keygen_mutex_;
 
   mutable std::shared_mutex handles_mutex_;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles_;
