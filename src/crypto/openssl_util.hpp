@@ -12,16 +12,10 @@
 #include <string>
 #include <string_view>
 
+#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/core/error.hpp"
 
 namespace keyhold::crypto {
-
-template <auto F>
-struct Free {
-  void operator()(auto* p) const noexcept { F(p); }
-};
-template <class T, auto F>
-using CPtr = std::unique_ptr<T, Free<F>>;
 
 using EvpPkeyPtr = CPtr<EVP_PKEY, &EVP_PKEY_free>;
 using EvpPkeyCtxPtr = CPtr<EVP_PKEY_CTX, &EVP_PKEY_CTX_free>;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 
+#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/hsm/uri.hpp"
 
 namespace keyhold::hsm {
@@ -38,12 +39,7 @@ std::string version_string(const CK_VERSION& v) {
   return std::to_string(v.major) + "." + std::to_string(v.minor);
 }
 
-template <auto F>
-struct Free {
-  void operator()(auto* p) const noexcept { F(p); }
-};
-
-using CString = std::unique_ptr<char, Free<&std::free>>;
+using CString = CPtr<char, &std::free>;
 
 // p11-kit's registry: the registered module of that name, or Unavailable
 // naming the modules that are registered.

@@ -253,49 +253,48 @@ CK_OBJECT_HANDLE Token::resolve(CK_SESSION_HANDLE session, const ObjectRef& ref)
   return found.front();
 }
 
+namespace {
+
+// C_SignInit + C_Sign, or C_EncryptInit + C_Encrypt: one single-part
+// operation (multi-part ones are broken for hashed ECDSA in SoftHSM 2.6.1,
+// SoftHSMv2 PR 683), sized by the hint or a size query, growing once on
+// CKR_BUFFER_TOO_SMALL (the operation stays active then, PKCS#11 v2.40 5.2).
+template <auto Init, auto Operation>
+std::vector<std::uint8_t> single_part(const Module& module, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE key,
+                                      CK_MECHANISM mechanism, std::span<const std::uint8_t> input,
+                                      std::size_t size_hint, const char* init_name, const char* name,
+                                      const std::string& what) {
+  check(module.call<Init>(init_name, session, &mechanism, key), "starting " + what);
+  auto* data = const_cast<CK_BYTE*>(input.data());
+  CK_ULONG length = size_hint;
+  if (size_hint == 0) check(module.call<Operation>(name, session, data, input.size(), nullptr, &length), what);
+  std::vector<std::uint8_t> output(length);
+  CK_RV rv = module.call<Operation>(name, session, data, input.size(), output.data(), &length);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    output.resize(length);
+    rv = module.call<Operation>(name, session, data, input.size(), output.data(), &length);
+  }
+  check(rv, what);
+  output.resize(length);
+  return output;
+}
+
+}  // namespace
+
 std::vector<std::uint8_t> Token::sign(const ObjectRef& key, CK_MECHANISM mechanism, std::span<const std::uint8_t> data,
                                       std::size_t size_hint) {
   return run([&](CK_SESSION_HANDLE session) {
-    CK_OBJECT_HANDLE handle = resolve(session, key);
-    CK_MECHANISM m = mechanism;
-    check(KH_P11(*module_, C_SignInit, session, &m, handle), "starting a signature");
-    auto* input = const_cast<CK_BYTE*>(data.data());
-    CK_ULONG length = size_hint;
-    if (size_hint == 0) {
-      check(KH_P11(*module_, C_Sign, session, input, data.size(), nullptr, &length), "sizing a signature");
-    }
-    std::vector<std::uint8_t> signature(length);
-    CK_RV rv = KH_P11(*module_, C_Sign, session, input, data.size(), signature.data(), &length);
-    if (rv == CKR_BUFFER_TOO_SMALL) {  // the operation stays active; length now says what is needed
-      signature.resize(length);
-      rv = KH_P11(*module_, C_Sign, session, input, data.size(), signature.data(), &length);
-    }
-    check(rv, "signing");
-    signature.resize(length);
-    return signature;
+    return single_part<&CK_FUNCTION_LIST::C_SignInit, &CK_FUNCTION_LIST::C_Sign>(
+        *module_, session, resolve(session, key), mechanism, data, size_hint, "C_SignInit", "C_Sign", "signing");
   });
 }
 
 std::vector<std::uint8_t> Token::encrypt(const ObjectRef& key, CK_MECHANISM mechanism,
                                          std::span<const std::uint8_t> plaintext, std::size_t size_hint) {
   return run([&](CK_SESSION_HANDLE session) {
-    CK_OBJECT_HANDLE handle = resolve(session, key);
-    CK_MECHANISM m = mechanism;
-    check(KH_P11(*module_, C_EncryptInit, session, &m, handle), "starting an encryption");
-    auto* input = const_cast<CK_BYTE*>(plaintext.data());
-    CK_ULONG length = size_hint;
-    if (size_hint == 0) {
-      check(KH_P11(*module_, C_Encrypt, session, input, plaintext.size(), nullptr, &length), "sizing a ciphertext");
-    }
-    std::vector<std::uint8_t> ciphertext(length);
-    CK_RV rv = KH_P11(*module_, C_Encrypt, session, input, plaintext.size(), ciphertext.data(), &length);
-    if (rv == CKR_BUFFER_TOO_SMALL) {
-      ciphertext.resize(length);
-      rv = KH_P11(*module_, C_Encrypt, session, input, plaintext.size(), ciphertext.data(), &length);
-    }
-    check(rv, "encrypting");
-    ciphertext.resize(length);
-    return ciphertext;
+    return single_part<&CK_FUNCTION_LIST::C_EncryptInit, &CK_FUNCTION_LIST::C_Encrypt>(
+        *module_, session, resolve(session, key), mechanism, plaintext, size_hint, "C_EncryptInit", "C_Encrypt",
+        "encrypting");
   });
 }
 

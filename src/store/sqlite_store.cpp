@@ -27,19 +27,13 @@
 #include <utility>
 
 #include "keyhold/core/encoding.hpp"
+#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
 #include "keyhold/store/store.hpp"
 
 namespace keyhold::store {
 namespace {
-
-template <auto F>
-struct Free {
-  void operator()(auto* p) const noexcept { F(p); }
-};
-template <class T, auto F>
-using CPtr = std::unique_ptr<T, Free<F>>;
 
 using Db = CPtr<sqlite3, &sqlite3_close_v2>;
 using Stmt = CPtr<sqlite3_stmt, &sqlite3_finalize>;
