@@ -1,5 +1,4 @@
-#include <openssl/ecdsa.h>
-
+#include "keyhold/crypto/ecdsa_signature.hpp"
 #include "openssl_util.hpp"
 #include "token_keys.hpp"
 
@@ -44,26 +43,6 @@ bool is_pss(SignatureAlgorithm algorithm) {
 
 bool is_ecdsa(SignatureAlgorithm algorithm) {
   return algorithm == SignatureAlgorithm::EcdsaSha256 || algorithm == SignatureAlgorithm::EcdsaSha384;
-}
-
-// PKCS#11 returns ECDSA signatures as r || s (v2.40 section 2.3.1); X.509,
-// TLS and OpenSSL want DER Ecdsa-Sig-Value (RFC 5480 / X9.62).
-std::vector<std::uint8_t> ecdsa_raw_to_der(const std::vector<std::uint8_t>& raw) {
-  std::size_t half = raw.size() / 2;
-  CPtr<ECDSA_SIG, &ECDSA_SIG_free> sig(ECDSA_SIG_new());
-  BIGNUM* r = BN_bin2bn(raw.data(), static_cast<int>(half), nullptr);
-  BIGNUM* s = BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr);
-  if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    throw_openssl(ErrorCode::Internal, "encoding an ECDSA signature");
-  }
-  unsigned char* out = nullptr;
-  int length = i2d_ECDSA_SIG(sig.get(), &out);
-  if (length <= 0) throw_openssl(ErrorCode::Internal, "encoding an ECDSA signature");
-  std::vector<std::uint8_t> der(out, out + length);
-  OPENSSL_free(out);
-  return der;
 }
 
 std::size_t signature_size(KeyType type) {

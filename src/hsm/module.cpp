@@ -1,7 +1,6 @@
 #include "keyhold/hsm/module.hpp"
 
 #include <p11-kit/p11-kit.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,21 +8,11 @@
 #include <map>
 
 #include "keyhold/core/c_ptr.hpp"
+#include "keyhold/core/process.hpp"
 #include "keyhold/hsm/uri.hpp"
 
 namespace keyhold::hsm {
 namespace {
-
-// Bumped in every child after fork(); a module initialised under an older
-// value must call C_Initialize again before its next call.
-std::atomic<std::uint64_t> g_fork_generation{1};
-
-void on_fork_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
-
-void register_fork_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
-}
 
 struct Registry {
   std::mutex mutex;
@@ -91,7 +80,6 @@ CK_FUNCTION_LIST* load_path(const std::string& path) {
 
 std::shared_ptr<Module> Module::load(std::string_view name_or_path) {
   if (name_or_path.empty()) throw Error(ErrorCode::InvalidArgument, "no PKCS#11 module configured");
-  register_fork_handler();
   p11_kit_be_quiet();  // our errors say what failed; p11-kit's own lines would repeat it
 
   std::string requested(name_or_path);
@@ -147,7 +135,7 @@ void Module::initialize() {
     check(rv, "initialising PKCS#11 module " + info_.path);
     we_initialized_ = true;
   }
-  initialized_in_fork_generation_.store(g_fork_generation.load(std::memory_order_relaxed));
+  initialized_in_fork_generation_.store(fork_generation());
   generation_.fetch_add(1);
 
   CK_INFO ck_info{};
@@ -161,7 +149,7 @@ void Module::initialize() {
 }
 
 void Module::ensure_initialized_in_this_process() const {
-  std::uint64_t current = g_fork_generation.load(std::memory_order_relaxed);
+  std::uint64_t current = fork_generation();
   if (initialized_in_fork_generation_.load(std::memory_order_acquire) == current) return;
   std::lock_guard lock(init_mutex_);
   if (initialized_in_fork_generation_.load() == current) return;
@@ -179,7 +167,7 @@ void Module::ensure_initialized_in_this_process() const {
 }
 
 std::uint64_t Module::generation() const noexcept {
-  std::uint64_t current = g_fork_generation.load(std::memory_order_relaxed);
+  std::uint64_t current = fork_generation();
   if (initialized_in_fork_generation_.load(std::memory_order_acquire) != current) {
     try {
       ensure_initialized_in_this_process();
@@ -207,7 +195,7 @@ void Module::finalize() noexcept {
   finalized_ = true;
   // Only in the process that initialised it: a child must not finalise the
   // parent's state through a shared connection.
-  if (initialized_in_fork_generation_.load() == g_fork_generation.load()) {
+  if (initialized_in_fork_generation_.load() == fork_generation()) {
     functions_->C_Finalize(nullptr);
   }
 }

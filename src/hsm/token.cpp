@@ -221,7 +221,7 @@ std::string Token::label() const {
   return trim_padded(token_info_.label, sizeof token_info_.label);
 }
 
-std::string Token::cache_key(const ObjectRef& ref) const {
+std::string Token::cache_key(const ObjectRef& ref) {
   std::string key(sizeof ref.object_class, '\0');
   std::memcpy(key.data(), &ref.object_class, sizeof ref.object_class);
   key.append(ref.id.begin(), ref.id.end());
@@ -229,7 +229,19 @@ std::string Token::cache_key(const ObjectRef& ref) const {
 }
 
 CK_OBJECT_HANDLE Token::resolve(CK_SESSION_HANDLE session, const ObjectRef& ref) {
-  std::string key = cache_key(ref);
+  // The hot path: the key of a usual CKA_ID is built on the stack, so a hit
+  // allocates nothing.
+  char buffer[sizeof(CK_OBJECT_CLASS) + 64];
+  std::string long_key;
+  std::string_view key;
+  if (ref.id.size() <= 64) {
+    std::memcpy(buffer, &ref.object_class, sizeof ref.object_class);
+    std::memcpy(buffer + sizeof ref.object_class, ref.id.data(), ref.id.size());
+    key = std::string_view(buffer, sizeof ref.object_class + ref.id.size());
+  } else {
+    long_key = cache_key(ref);
+    key = long_key;
+  }
   {
     std::shared_lock lock(handles_mutex_);
     if (auto it = handles_.find(key); it != handles_.end()) return it->second;
@@ -249,7 +261,7 @@ CK_OBJECT_HANDLE Token::resolve(CK_SESSION_HANDLE session, const ObjectRef& ref)
                     "; keyhold will not guess which one to use");
   }
   std::unique_lock lock(handles_mutex_);
-  handles_[key] = found.front();
+  handles_.insert_or_assign(std::string(key), found.front());
   return found.front();
 }
 
@@ -263,8 +275,8 @@ template <auto Init, auto Operation>
 std::vector<std::uint8_t> single_part(const Module& module, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE key,
                                       CK_MECHANISM mechanism, std::span<const std::uint8_t> input,
                                       std::size_t size_hint, const char* init_name, const char* name,
-                                      const std::string& what) {
-  check(module.call<Init>(init_name, session, &mechanism, key), "starting " + what);
+                                      const char* starting, const char* what) {
+  check(module.call<Init>(init_name, session, &mechanism, key), starting);
   auto* data = const_cast<CK_BYTE*>(input.data());
   CK_ULONG length = size_hint;
   if (size_hint == 0) check(module.call<Operation>(name, session, data, input.size(), nullptr, &length), what);
@@ -285,7 +297,8 @@ std::vector<std::uint8_t> Token::sign(const ObjectRef& key, CK_MECHANISM mechani
                                       std::size_t size_hint) {
   return run([&](CK_SESSION_HANDLE session) {
     return single_part<&CK_FUNCTION_LIST::C_SignInit, &CK_FUNCTION_LIST::C_Sign>(
-        *module_, session, resolve(session, key), mechanism, data, size_hint, "C_SignInit", "C_Sign", "signing");
+        *module_, session, resolve(session, key), mechanism, data, size_hint, "C_SignInit", "C_Sign",
+        "starting a signature", "signing");
   });
 }
 
@@ -294,7 +307,7 @@ std::vector<std::uint8_t> Token::encrypt(const ObjectRef& key, CK_MECHANISM mech
   return run([&](CK_SESSION_HANDLE session) {
     return single_part<&CK_FUNCTION_LIST::C_EncryptInit, &CK_FUNCTION_LIST::C_Encrypt>(
         *module_, session, resolve(session, key), mechanism, plaintext, size_hint, "C_EncryptInit", "C_Encrypt",
-        "encrypting");
+        "starting an encryption", "encrypting");
   });
 }
 

@@ -4,7 +4,11 @@
 // public key.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <set>
 
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/crypto/token_key_ring.hpp"
@@ -140,6 +144,40 @@ TEST_F(KeyRingTest, Aes256KeyEncryptsAndDecryptsWithAssociatedDataOnly) {
 
   EXPECT_THROW(ring_->public_key(key.id), Error);
   EXPECT_THROW(ring_->signer(key.id), Error);
+}
+
+TEST_F(KeyRingTest, IvsAreNeverRepeatedAcrossEncryptionsOrAcrossFork) {
+  crypto::TokenKey key = ring_->create(unique("iv-kek"), KeyType::Aes256);
+  auto kek = ring_->kek(key.id);
+  std::vector<std::uint8_t> plaintext(16, 1);
+  std::set<std::array<std::uint8_t, 12>> seen;
+  for (int i = 0; i < 500; ++i) EXPECT_TRUE(seen.insert(kek->encrypt(plaintext, {}).iv).second) << i;
+
+  // IVs are drawn in batches per thread: a forked child must not take the
+  // parent's next ones (same key, same IV breaks GCM).
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::array<std::uint8_t, 12> iv{};
+    try {
+      iv = kek->encrypt(plaintext, {}).iv;
+    } catch (...) {
+    }
+    (void)!::write(fds[1], iv.data(), iv.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::array<std::uint8_t, 12> child_iv{};
+  ASSERT_EQ(::read(fds[0], child_iv.data(), child_iv.size()), 12);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_NE(child_iv, (std::array<std::uint8_t, 12>{})) << "the child could not encrypt";
+  std::array<std::uint8_t, 12> parent_next = kek->encrypt(plaintext, {}).iv;
+  EXPECT_NE(child_iv, parent_next) << "parent and child used the same IV under one key";
+  EXPECT_EQ(seen.count(child_iv), 0u);
 }
 
 TEST_F(KeyRingTest, DestroyRemovesPrivateAndPublicObjects) {

@@ -18,6 +18,7 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -118,7 +119,7 @@ class Token {
   void recover(std::uint64_t failed_generation);
   void follow_process();  // after fork: drop the parent's sessions and log in again
   bool logged_in() const;
-  std::string cache_key(const ObjectRef& ref) const;
+  static std::string cache_key(const ObjectRef& ref);
   AttributeValues read_on(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                           std::span<const CK_ATTRIBUTE_TYPE> types);
 
@@ -136,8 +137,14 @@ class Token {
   std::unique_ptr<SessionPool> pool_;
   std::mutex recover_mutex_;
 
+  // Keyed by class and CKA_ID bytes; looked up by string_view so that a hit
+  // allocates nothing (transparent hash, C++20).
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const noexcept { return std::hash<std::string_view>{}(key); }
+  };
   mutable std::shared_mutex handles_mutex_;
-  std::unordered_map<std::string, CK_OBJECT_HANDLE> handles_;
+  std::unordered_map<std::string, CK_OBJECT_HANDLE, KeyHash, std::equal_to<>> handles_;
 };
 
 template <class Op>
