@@ -55,12 +55,23 @@ service::KeyService& Application::keys() {
   return *keys_;
 }
 
+pki::Authority& Application::authority() {
+  if (!authority_) {
+    pki::AuthoritySettings settings;
+    settings.profiles = config_.pki.profiles;
+    settings.crl_next_update = config_.pki.crl_next_update;
+    authority_ = std::make_unique<pki::Authority>(keys(), store(), std::move(settings));
+  }
+  return *authority_;
+}
+
 crypto::TokenSummary Application::token_summary() {
   if (ring_) return ring_->describe();
   return crypto::make_token_key_ring(open_token(false))->describe();
 }
 
 void Application::shutdown() noexcept {
+  authority_.reset();
   keys_.reset();
   ring_.reset();
   token_.reset();

@@ -13,8 +13,10 @@
 #include <memory>
 #include <system_error>
 
+#include "keyhold/core/duration.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/hsm/uri.hpp"
+#include "keyhold/pki/profile.hpp"
 
 namespace keyhold::app {
 namespace {
@@ -23,6 +25,8 @@ namespace fs = std::filesystem;
 
 constexpr std::int64_t kMaxSessionsLimit = 4096;
 constexpr const char* kDefaultStoreFile = "keyhold.db";
+constexpr std::chrono::seconds kMinCrlNextUpdate{3600};
+constexpr std::chrono::seconds kMaxCrlNextUpdate{366 * 24 * 3600};
 
 // Messages are one line (the CLI prints them as such and logs parse them by
 // line), but keys, URIs and file names may hold control characters.
@@ -95,6 +99,9 @@ struct Entry {
   std::string_view key;
   const toml::node& node;  // already of the Field's type
   std::size_t line;
+  // The key of the table holding it ("server" for profiles.server.dns; empty
+  // at the root): how a reader of a repeated section finds what it fills.
+  std::string_view table;
 };
 
 using Reader = void (*)(const Entry& entry, const Source& source, Config& config);
@@ -125,6 +132,11 @@ struct Table {
   // type and goes to read_other. Unset: such keys are unknown.
   std::optional<toml::node_type> other_type;
   Reader read_other = nullptr;
+  // An open table of tables such as [profiles]: each other key is a table,
+  // given to read_other first and then walked with this schema.
+  std::shared_ptr<const Table> other_table;
+  // Called with the table's own Entry once its keys are walked: checks across keys.
+  Reader finish = nullptr;
 };
 
 std::string type_name(toml::node_type type) {
@@ -218,8 +230,8 @@ std::size_t line_of(const toml::key& key, const toml::node& node) {
   return line != 0 ? line : node.source().begin.line;
 }
 
-void walk(const toml::table& table, const Table& schema, std::string_view prefix, const Source& source,
-          Config& config) {
+void walk(const toml::table& table, const Table& schema, std::string_view prefix, std::string_view table_key,
+          const Source& source, Config& config) {
   // toml++ keeps a table's keys sorted by name; walk them in file order so the
   // first problem reported is the first in the file and [token.env] keeps its order.
   std::vector<std::pair<const toml::key*, const toml::node*>> entries;
@@ -231,7 +243,7 @@ void walk(const toml::table& table, const Table& schema, std::string_view prefix
   });
 
   for (const auto& [key, node] : entries) {
-    const Entry entry{dotted(prefix, key->str()), key->str(), *node, line_of(*key, *node)};
+    const Entry entry{dotted(prefix, key->str()), key->str(), *node, line_of(*key, *node), table_key};
 
     const std::string normal = normalised_key(entry.key);
     for (const Refusal& refusal : schema.refusals) {
@@ -250,11 +262,12 @@ void walk(const toml::table& table, const Table& schema, std::string_view prefix
       source.fail(entry.line,
                   "'" + entry.name + "' must be " + type_name(expected) + ", not " + type_name(node->type()));
     }
-    if (known && field->table) {
-      walk(*node->as_table(), *field->table, entry.name, source, config);
-    } else {
-      Reader read = known ? field->read : schema.read_other;
-      if (read != nullptr) read(entry, source, config);
+    Reader read = known ? field->read : schema.read_other;
+    if (read != nullptr) read(entry, source, config);
+    const Table* sub = known ? field->table.get() : schema.other_table.get();
+    if (sub != nullptr) {
+      walk(*node->as_table(), *sub, entry.name, entry.key, source, config);
+      if (sub->finish != nullptr) sub->finish(entry, source, config);
     }
   }
 
@@ -351,6 +364,149 @@ void read_store_path(const Entry& entry, const Source& source, Config& config) {
   config.store.path = source.resolve(non_empty_text_of(entry, source));
 }
 
+// ---- [pki] and [profiles.NAME] ---------------------------------------------
+
+void read_crl_next_update(const Entry& entry, const Source& source, Config& config) {
+  std::string text = text_of(entry, source);
+  // The syntax of every duration keyhold reads ("--expiring-within 30d" too).
+  std::optional<std::chrono::seconds> duration = keyhold::parse_duration(text);
+  if (!duration) {
+    source.fail(entry.line, "'" + entry.name + "' must be a duration such as '90m', '12h', '7d' or '2w', not '" +
+                                text + "'");
+  }
+  if (*duration < kMinCrlNextUpdate || *duration > kMaxCrlNextUpdate) {
+    source.fail(entry.line, "'" + entry.name + "' must be between 1h and 366d, not '" + text + "'");
+  }
+  config.pki.crl_next_update = *duration;
+}
+
+// The profile a key of [profiles.NAME] belongs to; read_profile made it.
+pki::Profile& profile_of(const Entry& entry, Config& config) {
+  return config.pki.profiles.at(std::string(entry.table));
+}
+
+// [profiles.NAME] itself: the name, before its keys are walked.
+void read_profile(const Entry& entry, const Source& source, Config& config) {
+  try {
+    pki::validate_profile_name(entry.key);
+  } catch (const Error& error) {
+    source.fail(entry.line, error.what());
+  }
+  pki::Profile profile;
+  profile.name = std::string(entry.key);
+  config.pki.profiles.emplace(profile.name, std::move(profile));
+}
+
+// The strings of an array, each with its own line (arrays may span lines).
+std::vector<std::pair<std::string, std::size_t>> strings_of(const Entry& entry, const Source& source) {
+  std::vector<std::pair<std::string, std::size_t>> strings;
+  const toml::array& array = *entry.node.as_array();
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const toml::node& element = array[i];
+    std::size_t line = element.source().begin.line != 0 ? element.source().begin.line : entry.line;
+    std::string name = entry.name + "[" + std::to_string(i) + "]";
+    if (!element.is_string()) {
+      source.fail(line, "'" + name + "' must be a string, not " + type_name(element.type()));
+    }
+    std::string text = element.as_string()->get();
+    if (text.find('\0') != std::string::npos) source.fail(line, "'" + name + "' must not contain a NUL character");
+    strings.emplace_back(std::move(text), line);
+  }
+  return strings;
+}
+
+// A list of a profile, each entry checked by pki (which names the value and the rule).
+template <std::vector<std::string> pki::Profile::*kMember, void (*kCheck)(std::string_view), bool kNonEmpty>
+void read_profile_list(const Entry& entry, const Source& source, Config& config) {
+  std::vector<std::string> values;
+  for (auto& [text, line] : strings_of(entry, source)) {
+    try {
+      kCheck(text);
+    } catch (const Error& error) {
+      source.fail(line, "'" + entry.name + "': " + error.what());
+    }
+    values.push_back(std::move(text));
+  }
+  if (kNonEmpty && values.empty()) source.fail(entry.line, "'" + entry.name + "' must not be empty");
+  profile_of(entry, config).*kMember = std::move(values);
+}
+
+template <int pki::Profile::*kMember, std::int64_t kLow, std::int64_t kHigh>
+void read_profile_integer(const Entry& entry, const Source& source, Config& config) {
+  std::int64_t value = entry.node.as_integer()->get();
+  if (value < kLow || value > kHigh) {
+    source.fail(entry.line, "'" + entry.name + "' must be between " + std::to_string(kLow) + " and " +
+                                std::to_string(kHigh) + ", not " + std::to_string(value));
+  }
+  profile_of(entry, config).*kMember = static_cast<int>(value);
+}
+
+template <bool pki::Profile::*kMember>
+void read_profile_flag(const Entry& entry, const Source&, Config& config) {
+  profile_of(entry, config).*kMember = entry.node.as_boolean()->get();
+}
+
+// Checks across the keys of [profiles.NAME], once they are all read.
+void finish_profile(const Entry& entry, const Source& source, Config& config) {
+  pki::Profile& profile = config.pki.profiles.at(std::string(entry.key));
+  const toml::table& table = *entry.node.as_table();
+  auto line_of_key = [&](std::string_view key) {
+    const toml::node* node = table.get(key);
+    std::size_t line = node != nullptr ? node->source().begin.line : 0;
+    return line != 0 ? line : entry.line;
+  };
+  const bool has_default = table.contains("default_days");
+  const bool has_max = table.contains("max_days");
+  // max_days alone brings the default down with it: "max_days = 30" means
+  // 30-day certificates unless a request asks for fewer.
+  if (!has_default && profile.default_days > profile.max_days) profile.default_days = profile.max_days;
+  if (profile.default_days > profile.max_days) {
+    source.fail(line_of_key(has_default ? "default_days" : "max_days"),
+                "'" + entry.name + ".default_days' (" + std::to_string(profile.default_days) +
+                    ") must not be more than max_days (" + std::to_string(profile.max_days) +
+                    (has_max ? ")" : ", the default)"));
+  }
+  try {
+    pki::validate_profile(profile);
+  } catch (const Error& error) {
+    source.fail(entry.line, error.what());
+  }
+}
+
+std::shared_ptr<Table> profile_schema() {
+  using pki::Profile;
+  constexpr auto kList = toml::node_type::array;
+  constexpr auto kInteger = toml::node_type::integer;
+  constexpr auto kBoolean = toml::node_type::boolean;
+  auto profile = std::make_shared<Table>();
+  profile->fields = {
+      {"key_types", kList, false, read_profile_list<&Profile::key_types, pki::validate_key_type, true>, nullptr},
+      {"min_rsa_bits", kInteger, false,
+       read_profile_integer<&Profile::min_rsa_bits, pki::kMinRsaBits, pki::kMaxRsaBits>, nullptr},
+      {"default_days", kInteger, false, read_profile_integer<&Profile::default_days, 1, pki::kMaxProfileDays>,
+       nullptr},
+      {"max_days", kInteger, false, read_profile_integer<&Profile::max_days, 1, pki::kMaxProfileDays>, nullptr},
+      {"key_usage", kList, false, read_profile_list<&Profile::key_usage, pki::validate_key_usage, true>, nullptr},
+      {"extended_key_usage", kList, false,
+       read_profile_list<&Profile::extended_key_usage, pki::validate_extended_key_usage, true>, nullptr},
+      {"dns", kList, false, read_profile_list<&Profile::dns, pki::validate_dns_pattern, false>, nullptr},
+      {"ip", kList, false, read_profile_list<&Profile::ip, pki::validate_ip_range, false>, nullptr},
+      {"uri", kList, false, read_profile_list<&Profile::uri, pki::validate_uri_pattern, false>, nullptr},
+      {"email", kList, false, read_profile_list<&Profile::email, pki::validate_email_pattern, false>, nullptr},
+      {"require_san", kBoolean, false, read_profile_flag<&Profile::require_san>, nullptr},
+      {"subject_fields", kList, false,
+       read_profile_list<&Profile::subject_fields, pki::validate_subject_field, false>, nullptr},
+      {"crl_distribution_points", kList, false,
+       read_profile_list<&Profile::crl_distribution_points, pki::validate_url, false>, nullptr},
+      {"ocsp_urls", kList, false, read_profile_list<&Profile::ocsp_urls, pki::validate_url, false>, nullptr},
+      {"ca_issuers_urls", kList, false, read_profile_list<&Profile::ca_issuers_urls, pki::validate_url, false>,
+       nullptr},
+      {"development_only", kBoolean, false, read_profile_flag<&Profile::development_only>, nullptr},
+  };
+  profile->finish = finish_profile;
+  return profile;
+}
+
 Table config_schema(const Source& source) {
   auto environment = std::make_shared<Table>();
   environment->other_type = toml::node_type::string;
@@ -376,10 +532,21 @@ Table config_schema(const Source& source) {
   auto store = std::make_shared<Table>();
   store->fields = {{"path", toml::node_type::string, false, read_store_path, nullptr}};
 
+  auto pki = std::make_shared<Table>();
+  pki->fields = {{"crl_next_update", toml::node_type::string, false, read_crl_next_update, nullptr}};
+
+  // [profiles.NAME]: any number, the table name is the profile's.
+  auto profiles = std::make_shared<Table>();
+  profiles->other_type = toml::node_type::table;
+  profiles->read_other = read_profile;
+  profiles->other_table = profile_schema();
+
   Table root;
   root.fields = {
       {"token", toml::node_type::table, true, nullptr, token},
       {"store", toml::node_type::table, false, nullptr, store},
+      {"pki", toml::node_type::table, false, nullptr, pki},
+      {"profiles", toml::node_type::table, false, nullptr, profiles},
   };
   return root;
 }
@@ -470,8 +637,39 @@ Config parse_config(std::string_view text, const fs::path& file) {
   config.store.path = source.resolve(kDefaultStoreFile);
 
   toml::table document = parse_toml(text, source);
-  walk(document, config_schema(source), "", source, config);
+  walk(document, config_schema(source), "", "", source, config);
   return config;
+}
+
+std::string dev_profiles_toml() {
+  // Every name allowed: trying keyhold needs no editing, and issuance warns
+  // about development_only on every certificate.
+  auto profile = [](const char* name, const char* key_usage, const char* extended_key_usage) {
+    return std::string("[profiles.") + name +
+           "]\n"
+           "development_only = true\n"
+           "key_types = [\"rsa\", \"ec-p256\", \"ec-p384\", \"ed25519\"]\n"
+           "min_rsa_bits = 2048\n"
+           "default_days = 90\n"
+           "max_days = 397\n"
+           "key_usage = " + key_usage + "\n"
+           "extended_key_usage = " + extended_key_usage + "\n"
+           "dns = [\"*\"]\n"
+           "ip = [\"0.0.0.0/0\", \"::/0\"]\n"
+           "uri = [\"*\"]\n"
+           "email = [\"*\"]\n"
+           "require_san = true\n"
+           "subject_fields = [\"CN\", \"O\", \"OU\", \"L\", \"ST\", \"C\", \"serialNumber\"]\n";
+  };
+  return "# Certificate profiles for DEVELOPMENT ONLY (made by keyhold init --dev): they\n"
+         "# allow any DNS name, IP address, URI and email address. Write your own\n"
+         "# (docs/configuration.md) before issuing certificates that matter.\n"
+         "\n"
+         "[pki]\n"
+         "crl_next_update = \"7d\"\n"
+         "\n" +
+         profile("server", "[\"digitalSignature\", \"keyEncipherment\"]", "[\"serverAuth\"]") + "\n" +
+         profile("client", "[\"digitalSignature\"]", "[\"clientAuth\"]");
 }
 
 }  // namespace keyhold::app

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "keyhold/app/application.hpp"
+#include "keyhold/app/config.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/hsm/module.hpp"
 #include "keyhold/hsm/provision.hpp"
@@ -140,7 +141,8 @@ DevSetup init_dev(const std::filesystem::path& directory, const std::string& mod
                      "[token.env]\n"
                      "SOFTHSM2_CONF = " + toml_string(setup.softhsm_conf.string()) + "\n\n"
                      "[store]\n"
-                     "path = \"keyhold.db\"\n",
+                     "path = \"keyhold.db\"\n\n" +
+                         dev_profiles_toml(),
                      0600);
   rollback.created(setup.config_file);
 

@@ -223,6 +223,29 @@ class TokenKeyRing final : public KeyRing {
     return std::nullopt;
   }
 
+  std::optional<TokenKey> find_by_uri(std::string_view text) override {
+    hsm::Uri uri = hsm::Uri::parse(text);
+    if (!uri.matches_token(token_->token_info())) {
+      throw Error(ErrorCode::NotFound, "the URI names another token than '" + token_->label() + "'");
+    }
+    std::optional<std::vector<std::uint8_t>> id = uri.object_id();
+    std::optional<std::string> label = uri.object_label();
+    if (!id && !label) throw Error(ErrorCode::InvalidArgument, "the key URI names no object (add id= or object=)");
+    std::vector<TokenKey> candidates;
+    if (id) {
+      if (auto key = find(*id)) candidates.push_back(*key);
+    } else {
+      candidates = find_by_label(*label);
+    }
+    std::erase_if(candidates, [&](const TokenKey& k) { return (label && k.label != *label) || (id && k.id != *id); });
+    if (candidates.size() > 1) {
+      throw Error(ErrorCode::InvalidArgument, "the key URI names " + std::to_string(candidates.size()) +
+                                                  " keys; add id= to choose one");
+    }
+    if (candidates.empty()) return std::nullopt;
+    return candidates.front();
+  }
+
   std::vector<TokenKey> find_by_label(std::string_view label) override {
     std::vector<TokenKey> keys;
     for (CK_OBJECT_CLASS object_class : {CKO_PRIVATE_KEY, CKO_SECRET_KEY}) {

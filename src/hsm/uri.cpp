@@ -118,6 +118,21 @@ std::optional<std::string> Uri::object_label() const {
   return std::string(static_cast<const char*>(label->pValue), label->ulValueLen);
 }
 
+std::optional<std::vector<std::uint8_t>> Uri::object_id() const {
+  CK_ATTRIBUTE* id = p11_kit_uri_get_attribute(uri_, CKA_ID);
+  if (id == nullptr) return std::nullopt;
+  const auto* bytes = static_cast<const std::uint8_t*>(id->pValue);
+  return std::vector<std::uint8_t>(bytes, bytes + id->ulValueLen);
+}
+
+std::optional<CK_OBJECT_CLASS> Uri::object_class() const {
+  CK_ATTRIBUTE* cls = p11_kit_uri_get_attribute(uri_, CKA_CLASS);
+  if (cls == nullptr || cls->ulValueLen != sizeof(CK_OBJECT_CLASS)) return std::nullopt;
+  CK_OBJECT_CLASS value;
+  std::memcpy(&value, cls->pValue, sizeof value);
+  return value;
+}
+
 std::optional<std::string> Uri::token_label() const {
   CK_TOKEN_INFO* info = p11_kit_uri_get_token_info(uri_);
   return padded_field(info->label, sizeof info->label);

@@ -5,25 +5,11 @@
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
+#include "keyhold/core/names.hpp"
 
 namespace keyhold::service {
 
-void validate_key_name(std::string_view name) {
-  auto allowed = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-  };
-  bool ok = !name.empty() && name.size() <= 64 && allowed(name[0]) && name[0] != '.' && name[0] != '_' &&
-            name[0] != '-';
-  for (char c : name) ok = ok && allowed(c);
-  if (!ok) {
-    std::string shown;
-    for (char c : name.substr(0, 64)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
-    throw Error(ErrorCode::InvalidArgument, "invalid key name '" + shown +
-                                                "': use 1 to 64 letters, digits, '.', '_' or '-', starting with a "
-                                                "letter or digit");
-  }
-}
+void validate_key_name(std::string_view name) { validate_name("key", name); }
 
 store::KeyRecord KeyService::active_record(std::string_view name) {
   validate_key_name(name);
@@ -36,6 +22,12 @@ store::KeyRecord KeyService::active_record(std::string_view name) {
 
 KeyDetails KeyService::create(std::string_view name, crypto::KeyType type,
                               std::optional<crypto::KeyPurpose> purpose) {
+  return create_with_use(name, type, purpose, std::nullopt);
+}
+
+KeyDetails KeyService::create_with_use(std::string_view name, crypto::KeyType type,
+                                       std::optional<crypto::KeyPurpose> purpose,
+                                       std::optional<std::string_view> used_by) {
   validate_key_name(name);
   crypto::KeyPurpose natural = crypto::purpose_of(type);
   if (purpose && *purpose != natural) {
@@ -60,6 +52,7 @@ KeyDetails KeyService::create(std::string_view name, crypto::KeyType type,
   record.token_object_id = key.id;
   record.key_type = std::string(crypto::to_string(type));
   record.purpose = std::string(crypto::to_string(natural));
+  if (used_by) record.used_by = std::string(*used_by);
   try {
     store::Transaction tx(store_);
     store_.keys().insert(record);
@@ -114,6 +107,10 @@ crypto::PublicKey KeyService::public_key(std::string_view name) {
 
 store::KeyRecord KeyService::destroy(std::string_view name) {
   store::KeyRecord record = active_record(name);
+  if (record.used_by) {
+    throw Error(ErrorCode::PermissionDenied, "key '" + record.name + "' is in use (" + *record.used_by +
+                                                 "); keyhold destroys it when that is retired");
+  }
   try {
     ring_.destroy(record.token_object_id);
   } catch (const Error& e) {
@@ -126,6 +123,43 @@ store::KeyRecord KeyService::destroy(std::string_view name) {
   store_.keys().mark_destroyed(record.name, *record.destroyed_at);
   tx.commit();
   return record;
+}
+
+crypto::TokenKey KeyService::create_key(std::string_view name, crypto::KeyType type, std::string_view used_by) {
+  KeyDetails details = create_with_use(name, type, std::nullopt, used_by);
+  return *details.token;
+}
+
+void KeyService::adopt_key(std::string_view name, const crypto::TokenKey& key, std::string_view used_by) {
+  validate_key_name(name);
+  if (!key.type) throw Error(ErrorCode::InvalidArgument, "keyhold does not manage " + key.token_type + " keys");
+  store::KeyRecord record;
+  record.name = std::string(name);
+  record.token_object_id = key.id;
+  record.key_type = std::string(crypto::to_string(*key.type));
+  record.purpose = std::string(crypto::to_string(crypto::purpose_of(*key.type)));
+  record.used_by = std::string(used_by);
+  // One statement: it joins the caller's transaction when there is one.
+  store_.keys().insert(record);
+}
+
+void KeyService::discard_key(std::string_view name) noexcept {
+  try {
+    store::KeyRecord record = active_record(name);
+    ring_.destroy(record.token_object_id);
+    store_.keys().mark_destroyed(record.name, now_utc());
+  } catch (const std::exception& e) {
+    log::error("could not discard key '" + std::string(name) + "' after a failed operation: " + e.what());
+  }
+}
+
+void KeyService::set_used_by(std::string_view name, std::string_view used_by) {
+  store::KeyRecord record = active_record(name);
+  store_.keys().set_used_by(record.id, used_by);
+}
+
+std::shared_ptr<const crypto::Signer> KeyService::signer_for(std::span<const std::uint8_t> object_id) {
+  return ring_.signer(object_id);
 }
 
 std::shared_ptr<const crypto::Signer> KeyService::signer(std::string_view name) {

@@ -1,1 +1,786 @@
-// placeholder: being written
+// The SQLite implementation of CaRepository and CertificateRepository
+// (tables of migration 2 in sqlite_store.cpp).
+//
+// Same rules as the key repository there: every call holds the connection's
+// lock (and so joins its thread's open Transaction), values go through bound
+// parameters of cached prepared statements, and records are checked before
+// SQLite's CHECK constraints are, for a message that names the wrong field.
+
+#include <sqlite3.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "keyhold/core/c_ptr.hpp"
+#include "keyhold/core/encoding.hpp"
+#include "keyhold/core/error.hpp"
+#include "keyhold/store/store.hpp"
+
+namespace keyhold::store {
+
+// Defined in sqlite_store.cpp, which owns the connection (see its top comment).
+namespace sqlite_internal {
+class Connection;
+sqlite3* handle(Connection& connection) noexcept;
+std::unique_lock<std::recursive_mutex> lock_for(Connection& connection, std::string_view op);
+Error error(Connection& connection, int rc, std::string_view op);
+bool is_timestamp(std::string_view text);
+
+std::unique_ptr<CaRepository> make_ca_repository(Connection& connection);
+std::unique_ptr<CertificateRepository> make_certificate_repository(Connection& connection);
+}  // namespace sqlite_internal
+
+namespace {
+
+using sqlite_internal::Connection;
+using Stmt = CPtr<sqlite3_stmt, &sqlite3_finalize>;
+
+constexpr std::string_view kTimestampExample = "a UTC timestamp like 2026-11-28T15:47:59Z";
+
+Stmt prepare(Connection& connection, const char* sql, std::string_view op) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v3(sqlite_internal::handle(connection), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  Stmt stmt(raw);
+  if (rc != SQLITE_OK) throw sqlite_internal::error(connection, rc, op);
+  return stmt;
+}
+
+// One execution of a cached prepared statement, reset (and its SQLITE_STATIC
+// bindings cleared) when done, as in sqlite_store.cpp.
+class Query {
+ public:
+  Query(Connection& connection, sqlite3_stmt* stmt, std::string_view op)
+      : connection_(connection), stmt_(stmt), op_(op) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  ~Query() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  void bind(int index, std::string_view text) {
+    const char* data = text.data() != nullptr ? text.data() : "";  // a null pointer would bind NULL
+    check_bind(sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_STATIC, SQLITE_UTF8));
+  }
+  void bind(int index, std::span<const std::uint8_t> blob) {
+    static constexpr std::uint8_t kEmpty = 0;  // an empty blob, not NULL
+    const void* data = blob.data() != nullptr ? blob.data() : &kEmpty;
+    check_bind(sqlite3_bind_blob64(stmt_, index, data, blob.size(), SQLITE_STATIC));
+  }
+  void bind(int index, std::int64_t value) { check_bind(sqlite3_bind_int64(stmt_, index, value)); }
+  void bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index)); }
+  template <class T>
+  void bind(int index, const std::optional<T>& value) {
+    if (value) {
+      bind(index, *value);
+    } else {
+      bind_null(index);
+    }
+  }
+
+  int step_rc() noexcept { return sqlite3_step(stmt_); }
+  // True with a row to read, false when done.
+  bool next() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail(rc);
+  }
+  void run() {
+    while (next()) {
+    }
+  }
+
+  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    if (p == nullptr) {
+      if (!is_null(col)) fail(SQLITE_NOMEM);
+      return {};
+    }
+    return std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  std::vector<std::uint8_t> blob(int col) const {
+    const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
+    auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col));
+    if (p == nullptr) {
+      if (n != 0) fail(SQLITE_NOMEM);
+      return {};
+    }
+    return std::vector<std::uint8_t>(p, p + n);
+  }
+
+  [[noreturn]] void fail(int rc) const { throw sqlite_internal::error(connection_, rc, op_); }
+
+ private:
+  void check_bind(int rc) const {
+    if (rc != SQLITE_OK) fail(rc);
+  }
+
+  Connection& connection_;
+  sqlite3_stmt* stmt_;
+  std::string_view op_;
+};
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw Error(ErrorCode::InvalidArgument, message);
+}
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// Lowercase hex of a positive serial's magnitude, no leading zeros, at most
+// 20 bytes: the only form stored, so that a serial has exactly one spelling.
+bool is_serial(std::string_view s) {
+  if (s.empty() || s.size() > 40 || s[0] == '0') return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+void require_serial(std::string_view serial, std::string_view what) {
+  require(is_serial(serial), std::string(what) + ": serial " + in_quotes(serial) +
+                                 " is not lowercase hex without leading zeros (1 to 40 digits, not 0)");
+}
+
+void require_timestamp(std::string_view value, std::string_view field, std::string_view what) {
+  require(sqlite_internal::is_timestamp(value), std::string(what) + ": " + std::string(field) + " " + in_quotes(value) +
+                                                    " is not " + std::string(kTimestampExample));
+}
+
+bool is_revocation_reason(std::string_view reason) {
+  for (std::string_view r : kRevocationReasons) {
+    if (r == reason) return true;
+  }
+  return false;
+}
+
+void require_reason(std::string_view reason, std::string_view what) {
+  std::string all;
+  for (std::string_view r : kRevocationReasons) all += (all.empty() ? "" : ", ") + std::string(r);
+  require(is_revocation_reason(reason),
+          std::string(what) + ": revocation reason " + in_quotes(reason) + " is not one of " + all);
+}
+
+// sans as a JSON array of strings (RFC 8259): the form the schema checks,
+// and one that a PostgreSQL store could keep as jsonb.
+std::string to_json(const std::vector<std::string>& values) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char ch : values[i]) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+        out.push_back(ch);
+      } else if (c < 0x20) {
+        out += "\\u00";
+        out.push_back(kDigits[c >> 4]);
+        out.push_back(kDigits[c & 0x0f]);
+      } else {
+        out.push_back(ch);
+      }
+    }
+    out.push_back('"');
+  }
+  out.push_back(']');
+  return out;
+}
+
+void append_utf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xc0 | cp >> 6));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xe0 | cp >> 12));
+    out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out.push_back(static_cast<char>(0xf0 | cp >> 18));
+    out.push_back(static_cast<char>(0x80 | (cp >> 12 & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
+}
+
+// A JSON array of strings back into strings; nullopt when text is anything
+// else. Reads any valid JSON spelling (escapes, white space), not only ours:
+// other writers of the database may spell it differently.
+std::optional<std::vector<std::string>> strings_from_json(std::string_view text) {
+  std::size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  };
+  auto hex4 = [&](std::uint32_t& v) {
+    if (text.size() - i < 4) return false;
+    v = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = text[i++];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return false;
+      v = v << 4 | static_cast<std::uint32_t>(d);
+    }
+    return true;
+  };
+  auto string = [&](std::string& out) {
+    if (i >= text.size() || text[i] != '"') return false;
+    ++i;
+    while (i < text.size()) {
+      auto c = static_cast<unsigned char>(text[i++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;
+      if (c != '\\') {
+        out.push_back(static_cast<char>(c));
+        continue;
+      }
+      if (i >= text.size()) return false;
+      switch (text[i++]) {
+        case '"': out.push_back('"'); break;
+        case '\\': out.push_back('\\'); break;
+        case '/': out.push_back('/'); break;
+        case 'b': out.push_back('\b'); break;
+        case 'f': out.push_back('\f'); break;
+        case 'n': out.push_back('\n'); break;
+        case 'r': out.push_back('\r'); break;
+        case 't': out.push_back('\t'); break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!hex4(cp)) return false;
+          if (cp >= 0xdc00 && cp <= 0xdfff) return false;  // a lone low surrogate
+          if (cp >= 0xd800 && cp <= 0xdbff) {
+            std::uint32_t low = 0;
+            if (text.substr(i, 2) != "\\u") return false;
+            i += 2;
+            if (!hex4(low) || low < 0xdc00 || low > 0xdfff) return false;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  };
+
+  std::vector<std::string> out;
+  skip_ws();
+  if (i >= text.size() || text[i] != '[') return std::nullopt;
+  ++i;
+  skip_ws();
+  if (i < text.size() && text[i] == ']') {
+    ++i;
+  } else {
+    for (;;) {
+      std::string value;
+      if (!string(value)) return std::nullopt;
+      out.push_back(std::move(value));
+      skip_ws();
+      if (i >= text.size()) return std::nullopt;
+      char c = text[i++];
+      if (c == ']') break;
+      if (c != ',') return std::nullopt;
+      skip_ws();
+    }
+  }
+  skip_ws();
+  if (i != text.size()) return std::nullopt;
+  return out;
+}
+
+// ---- cas and ca_versions ----
+
+constexpr const char* kCaColumns = "id, name, kind, parent_id, name_constraints, created_at";
+
+CaRecord read_ca(const Query& q) {
+  CaRecord r;
+  r.id = q.integer(0);
+  r.name = q.text(1);
+  r.kind = q.text(2);
+  if (!q.is_null(3)) r.parent_id = q.integer(3);
+  if (!q.is_null(4)) r.name_constraints = q.text(4);
+  r.created_at = q.text(5);
+  return r;
+}
+
+constexpr const char* kVersionColumns =
+    "id, ca_id, version, key_object_id, key_type, certificate_der, subject, subject_key_id, not_before, not_after, "
+    "state, crl_number, created_at";
+
+CaVersionRecord read_version(const Query& q) {
+  CaVersionRecord r;
+  r.id = q.integer(0);
+  r.ca_id = q.integer(1);
+  r.version = static_cast<int>(q.integer(2));
+  r.key_object_id = q.blob(3);
+  r.key_type = q.text(4);
+  r.certificate_der = q.blob(5);
+  r.subject = q.text(6);
+  r.subject_key_id = q.blob(7);
+  r.not_before = q.text(8);
+  r.not_after = q.text(9);
+  r.state = q.text(10);
+  r.crl_number = q.integer(11);
+  r.created_at = q.text(12);
+  return r;
+}
+
+// The rules of migration 2's CHECK constraints (but JSON validity, which
+// SQLite checks), first, for a message that says which field is wrong.
+void validate(const CaRecord& r, const std::string& created_at) {
+  require(!r.name.empty(), "CA record: name is empty");
+  std::string what = "CA record for '" + r.name + "'";
+  require(r.kind == kCaKindRoot || r.kind == kCaKindIntermediate || r.kind == kCaKindImported,
+          what + ": kind " + in_quotes(r.kind) + " is not root, intermediate or imported");
+  require(r.kind != kCaKindRoot || !r.parent_id, what + ": a root CA has no parent");
+  require(r.kind != kCaKindIntermediate || r.parent_id, what + ": an intermediate CA needs a parent");
+  require_timestamp(created_at, "created_at", what);
+}
+
+void validate(const CaVersionRecord& r, const std::string& created_at) {
+  std::string what = "CA version record " + std::to_string(r.version) + " of CA " + std::to_string(r.ca_id);
+  require(r.version >= 1, what + ": version must be 1 or more");
+  require(!r.key_object_id.empty(), what + ": key CKA_ID is empty");
+  require(!r.key_type.empty(), what + ": key type is empty");
+  require(!r.certificate_der.empty(), what + ": certificate is empty");
+  require(!r.subject.empty(), what + ": subject is empty");
+  require_timestamp(r.not_before, "not_before", what);
+  require_timestamp(r.not_after, "not_after", what);
+  require(r.not_before <= r.not_after, what + ": not_after is before not_before");
+  require(r.state == kStateActive || r.state == kStateRetired,
+          what + ": state " + in_quotes(r.state) + " is not active or retired");
+  require(r.crl_number >= 0, what + ": CRL number is negative");
+  require_timestamp(created_at, "created_at", what);
+}
+
+void require_version_state(std::string_view state, std::int64_t version_id) {
+  require(state == kStateActive || state == kStateRetired, "CA version " + std::to_string(version_id) + ": state " +
+                                                               in_quotes(state) + " is not active or retired");
+}
+
+class SqliteCaRepository final : public CaRepository {
+ public:
+  explicit SqliteCaRepository(Connection& c)
+      : c_(c),
+        insert_(prepare(c, "INSERT INTO cas (name, kind, parent_id, name_constraints, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "prepare insert CA")),
+        find_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas WHERE name = ?1").c_str(),
+                      "prepare find CA")),
+        find_by_id_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas WHERE id = ?1").c_str(),
+                            "prepare find CA by id")),
+        list_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas ORDER BY name").c_str(), "prepare list CAs")),
+        insert_version_(prepare(c,
+                                "INSERT INTO ca_versions (ca_id, version, key_object_id, key_type, certificate_der, "
+                                "subject, subject_key_id, not_before, not_after, state, crl_number, created_at) "
+                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                "prepare insert CA version")),
+        versions_(prepare(c, (std::string("SELECT ") + kVersionColumns +
+                              " FROM ca_versions WHERE ca_id = ?1 ORDER BY version").c_str(),
+                          "prepare list CA versions")),
+        current_version_(prepare(c, (std::string("SELECT ") + kVersionColumns +
+                                     " FROM ca_versions WHERE ca_id = ?1 AND state = 'active' "
+                                     "ORDER BY version DESC LIMIT 1").c_str(),
+                                 "prepare find current CA version")),
+        find_version_(prepare(c, (std::string("SELECT ") + kVersionColumns + " FROM ca_versions WHERE id = ?1").c_str(),
+                              "prepare find CA version")),
+        set_version_state_(prepare(c, "UPDATE ca_versions SET state = ?2 WHERE id = ?1", "prepare set CA version state")),
+        // One statement, so that the increment and the read are one atomic
+        // step even outside a transaction and across processes.
+        next_crl_number_(prepare(c, "UPDATE ca_versions SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",
+                                 "prepare next CRL number")) {}
+
+  void insert(CaRecord& record) override {
+    static constexpr std::string_view kOp = "insert CA";
+    std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
+    validate(record, created_at);
+
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, insert_.get(), kOp);
+    q.bind(1, record.name);
+    q.bind(2, record.kind);
+    q.bind(3, record.parent_id);
+    q.bind(4, record.name_constraints);
+    q.bind(5, created_at);
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+      throw Error(ErrorCode::AlreadyExists, "a CA named '" + record.name + "' already exists");
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorCode::NotFound, "CA record for '" + record.name + "': no parent CA with id " +
+                                           std::to_string(record.parent_id.value_or(0)));
+    }
+    if (rc == SQLITE_CONSTRAINT_CHECK &&
+        std::string_view(sqlite3_errmsg(sqlite_internal::handle(c_))).find("cas_name_constraints_valid") !=
+            std::string_view::npos) {
+      throw Error(ErrorCode::InvalidArgument, "CA record for '" + record.name + "': name_constraints is not valid JSON");
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.created_at = std::move(created_at);
+  }
+
+  std::optional<CaRecord> find(std::string_view name) override {
+    static constexpr std::string_view kOp = "find CA";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, find_.get(), kOp);
+    q.bind(1, name);
+    if (!q.next()) return std::nullopt;
+    return read_ca(q);
+  }
+
+  std::optional<CaRecord> find_by_id(std::int64_t id) override {
+    static constexpr std::string_view kOp = "find CA by id";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, find_by_id_.get(), kOp);
+    q.bind(1, id);
+    if (!q.next()) return std::nullopt;
+    return read_ca(q);
+  }
+
+  std::vector<CaRecord> list() override {
+    static constexpr std::string_view kOp = "list CAs";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, list_.get(), kOp);
+    std::vector<CaRecord> out;
+    while (q.next()) out.push_back(read_ca(q));
+    return out;
+  }
+
+  void insert_version(CaVersionRecord& record) override {
+    static constexpr std::string_view kOp = "insert CA version";
+    std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
+    validate(record, created_at);
+
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, insert_version_.get(), kOp);
+    q.bind(1, record.ca_id);
+    q.bind(2, std::int64_t{record.version});
+    q.bind(3, std::span<const std::uint8_t>(record.key_object_id));
+    q.bind(4, record.key_type);
+    q.bind(5, std::span<const std::uint8_t>(record.certificate_der));
+    q.bind(6, record.subject);
+    q.bind(7, std::span<const std::uint8_t>(record.subject_key_id));
+    q.bind(8, record.not_before);
+    q.bind(9, record.not_after);
+    q.bind(10, record.state);
+    q.bind(11, record.crl_number);
+    q.bind(12, created_at);
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+      throw Error(ErrorCode::AlreadyExists, "CA " + std::to_string(record.ca_id) + " already has a version " +
+                                                std::to_string(record.version));
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorCode::NotFound, "no CA with id " + std::to_string(record.ca_id));
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.created_at = std::move(created_at);
+  }
+
+  std::vector<CaVersionRecord> versions(std::int64_t ca_id) override {
+    static constexpr std::string_view kOp = "list CA versions";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, versions_.get(), kOp);
+    q.bind(1, ca_id);
+    std::vector<CaVersionRecord> out;
+    while (q.next()) out.push_back(read_version(q));
+    return out;
+  }
+
+  std::optional<CaVersionRecord> current_version(std::int64_t ca_id) override {
+    static constexpr std::string_view kOp = "find current CA version";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, current_version_.get(), kOp);
+    q.bind(1, ca_id);
+    if (!q.next()) return std::nullopt;
+    return read_version(q);
+  }
+
+  std::optional<CaVersionRecord> find_version(std::int64_t version_id) override {
+    static constexpr std::string_view kOp = "find CA version";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, find_version_.get(), kOp);
+    q.bind(1, version_id);
+    if (!q.next()) return std::nullopt;
+    return read_version(q);
+  }
+
+  void set_version_state(std::int64_t version_id, std::string_view state) override {
+    static constexpr std::string_view kOp = "set CA version state";
+    require_version_state(state, version_id);
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, set_version_state_.get(), kOp);
+    q.bind(1, version_id);
+    q.bind(2, state);
+    q.run();
+    if (sqlite3_changes(sqlite_internal::handle(c_)) == 0) {
+      throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(version_id));
+    }
+  }
+
+  std::int64_t next_crl_number(std::int64_t version_id) override {
+    static constexpr std::string_view kOp = "take next CRL number";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, next_crl_number_.get(), kOp);
+    q.bind(1, version_id);
+    if (!q.next()) throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(version_id));
+    std::int64_t number = q.integer(0);
+    q.run();  // to SQLITE_DONE: the statement (and, outside a transaction, its write) is complete
+    return number;
+  }
+
+ private:
+  Connection& c_;
+  Stmt insert_;
+  Stmt find_;
+  Stmt find_by_id_;
+  Stmt list_;
+  Stmt insert_version_;
+  Stmt versions_;
+  Stmt current_version_;
+  Stmt find_version_;
+  Stmt set_version_state_;
+  Stmt next_crl_number_;
+};
+
+// ---- certificates ----
+
+// certificate_der last, so that list() can leave it out.
+constexpr const char* kCertificateColumns =
+    "id, serial, ca_version_id, subject, sans, profile, not_before, not_after, status, revoked_at, "
+    "revocation_reason, requester, key_object_id, created_at";
+constexpr int kDerColumn = 14;
+
+// Numeric order of canonical serials: fewer digits first, then text.
+constexpr const char* kSerialOrder = "length(serial), serial";
+
+CertificateRecord read_certificate(const Query& q, bool with_der) {
+  CertificateRecord r;
+  r.id = q.integer(0);
+  r.serial = q.text(1);
+  r.ca_version_id = q.integer(2);
+  r.subject = q.text(3);
+  std::optional<std::vector<std::string>> sans = strings_from_json(q.text(4));
+  if (!sans) {
+    throw Error(ErrorCode::Internal, "store: certificate " + r.serial + " has sans that are not a JSON array of strings");
+  }
+  r.sans = std::move(*sans);
+  r.profile = q.text(5);
+  r.not_before = q.text(6);
+  r.not_after = q.text(7);
+  r.status = q.text(8);
+  if (!q.is_null(9)) r.revoked_at = q.text(9);
+  if (!q.is_null(10)) r.revocation_reason = q.text(10);
+  r.requester = q.text(11);
+  if (!q.is_null(12)) r.key_object_id = q.blob(12);
+  r.created_at = q.text(13);
+  if (with_der) r.certificate_der = q.blob(kDerColumn);
+  return r;
+}
+
+void validate(const CertificateRecord& r, const std::string& created_at) {
+  std::string what = "certificate record " + in_quotes(r.serial);
+  require_serial(r.serial, "certificate record");
+  require(!r.profile.empty(), what + ": profile is empty");
+  require(!r.requester.empty(), what + ": requester is empty");
+  require_timestamp(r.not_before, "not_before", what);
+  require_timestamp(r.not_after, "not_after", what);
+  require(r.not_before <= r.not_after, what + ": not_after is before not_before");
+  require(r.status == kCertificateValid || r.status == kCertificateRevoked,
+          what + ": status " + in_quotes(r.status) + " is not valid or revoked");
+  bool revoked = r.status == kCertificateRevoked;
+  require(r.revoked_at.has_value() == revoked && r.revocation_reason.has_value() == revoked,
+          what + ": revoked_at and revocation_reason must be set exactly when the status is revoked");
+  if (r.revoked_at) require_timestamp(*r.revoked_at, "revoked_at", what);
+  if (r.revocation_reason) require_reason(*r.revocation_reason, what);
+  require(!r.key_object_id || !r.key_object_id->empty(), what + ": key CKA_ID is set but empty");
+  require(!r.certificate_der.empty(), what + ": certificate is empty");
+  require_timestamp(created_at, "created_at", what);
+}
+
+class SqliteCertificateRepository final : public CertificateRepository {
+ public:
+  explicit SqliteCertificateRepository(Connection& c)
+      : c_(c),
+        insert_(prepare(c,
+                        "INSERT INTO certificates (serial, ca_version_id, subject, sans, profile, not_before, not_after, "
+                        "status, revoked_at, revocation_reason, requester, key_object_id, certificate_der, created_at) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        "prepare insert certificate")),
+        find_(prepare(c, (std::string("SELECT ") + kCertificateColumns +
+                          ", certificate_der FROM certificates WHERE serial = ?1").c_str(),
+                      "prepare find certificate")),
+        revoke_(prepare(c, "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 "
+                           "WHERE serial = ?1 AND status = 'valid'",
+                        "prepare revoke certificate")),
+        revocation_(prepare(c, "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
+                            "prepare read revocation")),
+        // status = 'revoked' literally: the partial index covers this query.
+        revoked_(prepare(c, (std::string("SELECT serial, revoked_at, revocation_reason FROM certificates "
+                                         "WHERE ca_version_id = ?1 AND status = 'revoked' ORDER BY ") +
+                             kSerialOrder).c_str(),
+                         "prepare list revoked certificates")),
+        count_(prepare(c, "SELECT count(*) FROM certificates WHERE ca_version_id = ?1", "prepare count certificates")) {}
+
+  void insert(CertificateRecord& record) override {
+    static constexpr std::string_view kOp = "insert certificate";
+    std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
+    validate(record, created_at);
+    std::string sans = to_json(record.sans);
+
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, insert_.get(), kOp);
+    q.bind(1, record.serial);
+    q.bind(2, record.ca_version_id);
+    q.bind(3, record.subject);
+    q.bind(4, sans);
+    q.bind(5, record.profile);
+    q.bind(6, record.not_before);
+    q.bind(7, record.not_after);
+    q.bind(8, record.status);
+    q.bind(9, record.revoked_at);
+    q.bind(10, record.revocation_reason);
+    q.bind(11, record.requester);
+    if (record.key_object_id) {
+      q.bind(12, std::span<const std::uint8_t>(*record.key_object_id));
+    } else {
+      q.bind_null(12);
+    }
+    q.bind(13, std::span<const std::uint8_t>(record.certificate_der));
+    q.bind(14, created_at);
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+      throw Error(ErrorCode::AlreadyExists, "a certificate with serial " + record.serial + " is already in the store");
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorCode::NotFound, "certificate record " + in_quotes(record.serial) + ": no CA version with id " +
+                                           std::to_string(record.ca_version_id));
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.created_at = std::move(created_at);
+  }
+
+  std::optional<CertificateRecord> find(std::string_view serial) override {
+    static constexpr std::string_view kOp = "find certificate";
+    require_serial(serial, "find certificate");
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, find_.get(), kOp);
+    q.bind(1, serial);
+    if (!q.next()) return std::nullopt;
+    return read_certificate(q, true);
+  }
+
+  std::vector<CertificateRecord> list(const CertificateFilter& filter) override {
+    static constexpr std::string_view kOp = "list certificates";
+    std::string now;
+    if (filter.status) {
+      const std::string& s = *filter.status;
+      require(s == kCertificateValid || s == kCertificateRevoked || s == kCertificateExpired,
+              "list certificates: status " + in_quotes(s) + " is not valid, revoked or expired");
+      if (s != kCertificateRevoked) now = filter.now.value_or(now_utc());
+    }
+    if (filter.now) require_timestamp(*filter.now, "now", "list certificates");
+    if (filter.not_after_before) require_timestamp(*filter.not_after_before, "not_after_before", "list certificates");
+
+    // Only the fragments of the filters in use, so that SQLite can pick the
+    // index that fits; values are bound, never written into the SQL.
+    std::string sql = std::string("SELECT ") + kCertificateColumns + " FROM certificates WHERE 1";
+    if (filter.ca_id) sql += " AND ca_version_id IN (SELECT id FROM ca_versions WHERE ca_id = ?1)";
+    if (filter.ca_version_id) sql += " AND ca_version_id = ?2";
+    if (filter.status == kCertificateValid) sql += " AND status = 'valid' AND not_after >= ?3";
+    if (filter.status == kCertificateExpired) sql += " AND status = 'valid' AND not_after < ?3";
+    if (filter.status == kCertificateRevoked) sql += " AND status = 'revoked'";
+    if (filter.not_after_before) sql += " AND not_after < ?4";
+    sql += std::string(" ORDER BY not_after, ") + kSerialOrder + ", id";
+
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    auto it = list_.find(sql);
+    if (it == list_.end()) it = list_.emplace(sql, prepare(c_, sql.c_str(), "prepare list certificates")).first;
+    Query q(c_, it->second.get(), kOp);
+    if (filter.ca_id) q.bind(1, *filter.ca_id);
+    if (filter.ca_version_id) q.bind(2, *filter.ca_version_id);
+    if (!now.empty()) q.bind(3, now);
+    if (filter.not_after_before) q.bind(4, *filter.not_after_before);
+    std::vector<CertificateRecord> out;
+    while (q.next()) out.push_back(read_certificate(q, false));
+    return out;
+  }
+
+  void revoke(std::string_view serial, std::string_view at, std::string_view reason) override {
+    static constexpr std::string_view kOp = "revoke certificate";
+    std::string what = "revoke certificate " + in_quotes(serial);
+    require_serial(serial, "revoke certificate");
+    require_timestamp(at, "time", what);
+    require_reason(reason, what);
+
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    {
+      Query q(c_, revoke_.get(), kOp);
+      q.bind(1, serial);
+      q.bind(2, at);
+      q.bind(3, reason);
+      q.run();
+    }
+    if (sqlite3_changes(sqlite_internal::handle(c_)) == 1) return;
+    // Nothing changed: unknown, or revoked already. A revocation is never
+    // undone, so what this reads outside a transaction still holds.
+    Query q(c_, revocation_.get(), kOp);
+    q.bind(1, serial);
+    if (!q.next()) throw Error(ErrorCode::NotFound, "no certificate with serial " + std::string(serial));
+    throw Error(ErrorCode::FailedPrecondition, "certificate " + std::string(serial) + " was already revoked at " +
+                                                   q.text(0) + " (" + q.text(1) + ")");
+  }
+
+  std::vector<RevokedEntry> revoked(std::int64_t ca_version_id) override {
+    static constexpr std::string_view kOp = "list revoked certificates";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, revoked_.get(), kOp);
+    q.bind(1, ca_version_id);
+    std::vector<RevokedEntry> out;
+    while (q.next()) out.push_back(RevokedEntry{q.text(0), q.text(1), q.text(2)});
+    return out;
+  }
+
+  std::int64_t count(std::int64_t ca_version_id) override {
+    static constexpr std::string_view kOp = "count certificates";
+    auto lock = sqlite_internal::lock_for(c_, kOp);
+    Query q(c_, count_.get(), kOp);
+    q.bind(1, ca_version_id);
+    return q.next() ? q.integer(0) : 0;
+  }
+
+ private:
+  Connection& c_;
+  Stmt insert_;
+  Stmt find_;
+  Stmt revoke_;
+  Stmt revocation_;
+  Stmt revoked_;
+  Stmt count_;
+  std::map<std::string, Stmt> list_;  // by SQL: one per combination of filters used
+};
+
+}  // namespace
+
+std::unique_ptr<CaRepository> sqlite_internal::make_ca_repository(Connection& connection) {
+  return std::make_unique<SqliteCaRepository>(connection);
+}
+
+std::unique_ptr<CertificateRepository> sqlite_internal::make_certificate_repository(Connection& connection) {
+  return std::make_unique<SqliteCertificateRepository>(connection);
+}
+
+}  // namespace keyhold::store

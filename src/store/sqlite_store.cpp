@@ -13,6 +13,10 @@
 // migrations applied) and the file is marked as keyhold's with
 // PRAGMA application_id, so that another application's database is refused
 // rather than altered.
+//
+// The PKI repositories live in sqlite_pki_repositories.cpp. They reach the
+// connection through sqlite_internal::Connection and the few functions below
+// that take it (declared again there), so that Database stays private here.
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -33,6 +37,14 @@
 #include "keyhold/store/store.hpp"
 
 namespace keyhold::store {
+
+namespace sqlite_internal {
+class Connection;
+// Defined in sqlite_pki_repositories.cpp.
+std::unique_ptr<CaRepository> make_ca_repository(Connection& connection);
+std::unique_ptr<CertificateRepository> make_certificate_repository(Connection& connection);
+}  // namespace sqlite_internal
+
 namespace {
 
 using Db = CPtr<sqlite3, &sqlite3_close_v2>;
@@ -68,8 +80,101 @@ CREATE TABLE keys (
 CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE state = 'active';
 CREATE INDEX keys_name_created_at ON keys (name, created_at);
 )sql",
+    // 2: X.509 CAs, their versions (key + certificate; "ca rotate" adds one),
+    // the certificates they issued, and what uses each key. Same timestamp
+    // rule as migration 1. A serial is lowercase hex without leading zeros,
+    // so that equal serials are equal text and (length, text) is numeric
+    // order. revoked_at and revocation_reason are set exactly when revoked.
+    // certificates_revoked_by_version covers the CRL query (serial order
+    // included), so that it reads no certificate row.
+    R"sql(
+ALTER TABLE keys ADD COLUMN used_by TEXT
+  CONSTRAINT keys_used_by_valid CHECK (used_by IS NULL OR length(used_by) > 0);
+
+CREATE TABLE cas (
+  id               INTEGER PRIMARY KEY,
+  name             TEXT NOT NULL CONSTRAINT cas_name_valid CHECK (length(name) > 0),
+  kind             TEXT NOT NULL CONSTRAINT cas_kind_valid CHECK (kind IN ('root', 'intermediate', 'imported')),
+  parent_id        INTEGER CONSTRAINT cas_parent_id_valid
+                     CHECK ((kind <> 'root' OR parent_id IS NULL) AND (kind <> 'intermediate' OR parent_id IS NOT NULL)),
+  name_constraints TEXT CONSTRAINT cas_name_constraints_valid
+                     CHECK (name_constraints IS NULL OR json_valid(name_constraints)),
+  created_at       TEXT NOT NULL CONSTRAINT cas_created_at_valid
+                     CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT cas_parent_id_fk FOREIGN KEY (parent_id) REFERENCES cas (id),
+  CONSTRAINT cas_name_unique UNIQUE (name)
+);
+CREATE INDEX cas_parent_id ON cas (parent_id);
+
+CREATE TABLE ca_versions (
+  id              INTEGER PRIMARY KEY,
+  ca_id           INTEGER NOT NULL,
+  version         INTEGER NOT NULL CONSTRAINT ca_versions_version_valid
+                    CHECK (typeof(version) = 'integer' AND version >= 1),
+  key_object_id   BLOB NOT NULL CONSTRAINT ca_versions_key_object_id_valid
+                    CHECK (typeof(key_object_id) = 'blob' AND length(key_object_id) > 0),
+  key_type        TEXT NOT NULL CONSTRAINT ca_versions_key_type_valid CHECK (length(key_type) > 0),
+  certificate_der BLOB NOT NULL CONSTRAINT ca_versions_certificate_der_valid
+                    CHECK (typeof(certificate_der) = 'blob' AND length(certificate_der) > 0),
+  subject         TEXT NOT NULL CONSTRAINT ca_versions_subject_valid CHECK (length(subject) > 0),
+  subject_key_id  BLOB NOT NULL CONSTRAINT ca_versions_subject_key_id_valid CHECK (typeof(subject_key_id) = 'blob'),
+  not_before      TEXT NOT NULL CONSTRAINT ca_versions_not_before_valid
+                    CHECK (not_before GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  not_after       TEXT NOT NULL CONSTRAINT ca_versions_not_after_valid
+                    CHECK (not_after GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
+                           AND not_after >= not_before),
+  state           TEXT NOT NULL DEFAULT 'active'
+                    CONSTRAINT ca_versions_state_valid CHECK (state IN ('active', 'retired')),
+  crl_number      INTEGER NOT NULL DEFAULT 0 CONSTRAINT ca_versions_crl_number_valid
+                    CHECK (typeof(crl_number) = 'integer' AND crl_number >= 0),
+  created_at      TEXT NOT NULL CONSTRAINT ca_versions_created_at_valid
+                    CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT ca_versions_ca_id_fk FOREIGN KEY (ca_id) REFERENCES cas (id),
+  CONSTRAINT ca_versions_version_unique UNIQUE (ca_id, version)
+);
+
+CREATE TABLE certificates (
+  id                INTEGER PRIMARY KEY,
+  serial            TEXT NOT NULL CONSTRAINT certificates_serial_valid
+                      CHECK (length(serial) <= 40 AND serial GLOB '[1-9a-f]*' AND NOT serial GLOB '*[^0-9a-f]*'),
+  ca_version_id     INTEGER NOT NULL,
+  subject           TEXT NOT NULL,
+  sans              TEXT NOT NULL DEFAULT '[]' CONSTRAINT certificates_sans_valid
+                      CHECK (json_valid(sans) AND json_type(sans) = 'array'),
+  profile           TEXT NOT NULL CONSTRAINT certificates_profile_valid CHECK (length(profile) > 0),
+  not_before        TEXT NOT NULL CONSTRAINT certificates_not_before_valid
+                      CHECK (not_before GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  not_after         TEXT NOT NULL CONSTRAINT certificates_not_after_valid
+                      CHECK (not_after GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
+                             AND not_after >= not_before),
+  status            TEXT NOT NULL DEFAULT 'valid'
+                      CONSTRAINT certificates_status_valid CHECK (status IN ('valid', 'revoked')),
+  revoked_at        TEXT CONSTRAINT certificates_revoked_at_valid
+                      CHECK ((revoked_at IS NULL) = (status = 'valid') AND (revoked_at IS NULL OR
+                        revoked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z')),
+  revocation_reason TEXT CONSTRAINT certificates_revocation_reason_valid
+                      CHECK ((revocation_reason IS NULL) = (status = 'valid') AND (revocation_reason IS NULL OR
+                        revocation_reason IN ('unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged',
+                                              'superseded', 'cessationOfOperation'))),
+  requester         TEXT NOT NULL CONSTRAINT certificates_requester_valid CHECK (length(requester) > 0),
+  key_object_id     BLOB CONSTRAINT certificates_key_object_id_valid
+                      CHECK (key_object_id IS NULL OR (typeof(key_object_id) = 'blob' AND length(key_object_id) > 0)),
+  certificate_der   BLOB NOT NULL CONSTRAINT certificates_certificate_der_valid
+                      CHECK (typeof(certificate_der) = 'blob' AND length(certificate_der) > 0),
+  created_at        TEXT NOT NULL CONSTRAINT certificates_created_at_valid
+                      CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT certificates_ca_version_id_fk FOREIGN KEY (ca_version_id) REFERENCES ca_versions (id),
+  CONSTRAINT certificates_serial_unique UNIQUE (serial)
+);
+CREATE INDEX certificates_by_version ON certificates (ca_version_id, not_after);
+CREATE INDEX certificates_by_not_after ON certificates (not_after);
+CREATE INDEX certificates_revoked_by_version
+  ON certificates (ca_version_id, length(serial), serial, revoked_at, revocation_reason, status)
+  WHERE status = 'revoked';
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
+static_assert(kLatestVersion == kSqliteSchemaVersion, "store.hpp's kSqliteSchemaVersion must name the last migration");
 
 std::string code_name(int rc) {
   static constexpr std::pair<int, const char*> kNames[] = {
@@ -493,7 +598,7 @@ void Database::rollback() noexcept {
 }
 
 constexpr const char* kKeyColumns =
-    "id, name, token_object_id, key_type, purpose, state, created_at, destroyed_at";
+    "id, name, token_object_id, key_type, purpose, state, created_at, destroyed_at, used_by";
 
 KeyRecord read_key(const Query& q) {
   KeyRecord r;
@@ -505,6 +610,7 @@ KeyRecord read_key(const Query& q) {
   r.state = q.text(5);
   r.created_at = q.text(6);
   if (!q.is_null(7)) r.destroyed_at = q.text(7);
+  if (!q.is_null(8)) r.used_by = q.text(8);
   return r;
 }
 
@@ -528,14 +634,16 @@ void validate(const KeyRecord& r, const std::string& created_at) {
           "key record for '" + r.name + "': destroyed_at must be set exactly when the state is destroyed");
   require(!r.destroyed_at || is_utc_timestamp(*r.destroyed_at),
           "key record for '" + r.name + "': destroyed_at is not a UTC timestamp like 2026-11-28T15:47:59Z");
+  require(!r.used_by || !r.used_by->empty(),
+          "key record for '" + r.name + "': used_by is empty (leave it unset when nothing uses the key)");
 }
 
 class SqliteKeyRepository final : public KeyRepository {
  public:
   explicit SqliteKeyRepository(Database& db)
       : db_(db),
-        insert_(db.prepare("INSERT INTO keys (name, token_object_id, key_type, purpose, state, created_at, destroyed_at) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        insert_(db.prepare("INSERT INTO keys (name, token_object_id, key_type, purpose, state, created_at, destroyed_at, "
+                           "used_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                            "prepare insert key")),
         find_active_(db.prepare((std::string("SELECT ") + kKeyColumns +
                                  " FROM keys WHERE name = ?1 AND state = 'active'").c_str(),
@@ -548,7 +656,8 @@ class SqliteKeyRepository final : public KeyRepository {
                          "prepare list keys")),
         mark_destroyed_(db.prepare("UPDATE keys SET state = 'destroyed', destroyed_at = ?2 "
                                    "WHERE name = ?1 AND state = 'active'",
-                                   "prepare mark key destroyed")) {}
+                                   "prepare mark key destroyed")),
+        set_used_by_(db.prepare("UPDATE keys SET used_by = ?2 WHERE id = ?1", "prepare set key used_by")) {}
 
   void insert(KeyRecord& record) override {
     static constexpr std::string_view kOp = "insert key";
@@ -567,6 +676,11 @@ class SqliteKeyRepository final : public KeyRepository {
       q.bind(7, *record.destroyed_at);
     } else {
       q.bind_null(7);
+    }
+    if (record.used_by) {
+      q.bind(8, *record.used_by);
+    } else {
+      q.bind_null(8);
     }
     int rc = q.step_rc();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
@@ -627,6 +741,24 @@ class SqliteKeyRepository final : public KeyRepository {
     }
   }
 
+  void set_used_by(std::int64_t key_id, std::optional<std::string_view> used_by) override {
+    static constexpr std::string_view kOp = "set key used_by";
+    require(!used_by || !used_by->empty(), "set used_by of key " + std::to_string(key_id) +
+                                               ": used_by is empty (pass nullopt when nothing uses the key)");
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, set_used_by_.get(), kOp);
+    q.bind(1, key_id);
+    if (used_by) {
+      q.bind(2, *used_by);
+    } else {
+      q.bind_null(2);
+    }
+    q.run();
+    if (sqlite3_changes(db_.handle()) == 0) {
+      throw Error(ErrorCode::NotFound, "no key with id " + std::to_string(key_id));
+    }
+  }
+
  private:
   Database& db_;
   Stmt insert_;
@@ -634,31 +766,80 @@ class SqliteKeyRepository final : public KeyRepository {
   Stmt find_by_object_id_;
   Stmt list_;
   Stmt mark_destroyed_;
-};
-
-class SqliteStore final : public Store {
- public:
-  explicit SqliteStore(const std::filesystem::path& path) : db_(path), keys_(db_) {}
-
-  KeyRepository& keys() override { return keys_; }
-
-  int schema_version() override {
-    static constexpr std::string_view kOp = "read schema version";
-    auto lock = db_.lock_for(kOp);
-    return static_cast<int>(db_.pragma_int("PRAGMA user_version", kOp));
-  }
-
- protected:
-  void begin_transaction() override { db_.begin(); }
-  void commit_transaction() override { db_.commit(); }
-  void rollback_transaction() noexcept override { db_.rollback(); }
-
- private:
-  Database db_;                // declared first: destroyed after the statements below
-  SqliteKeyRepository keys_;
+  Stmt set_used_by_;
 };
 
 }  // namespace
+
+// What sqlite_pki_repositories.cpp holds on to: the Database, behind a name
+// that other translation units can declare.
+class sqlite_internal::Connection {
+ public:
+  explicit Connection(const std::filesystem::path& path) : db(path) {}
+  Database db;
+};
+
+namespace sqlite_internal {
+
+// The connection's handle, for preparing statements and reading results.
+sqlite3* handle(Connection& connection) noexcept { return connection.db.handle(); }
+
+// Database::lock_for: hold it around every use of the handle.
+std::unique_lock<std::recursive_mutex> lock_for(Connection& connection, std::string_view op) {
+  return connection.db.lock_for(op);
+}
+
+// Database::error: the Error for SQLite result code rc of operation op.
+Error error(Connection& connection, int rc, std::string_view op) { return connection.db.error(rc, op); }
+
+// "YYYY-MM-DDTHH:MM:SSZ" with a plausible date and time, as the key rules.
+bool is_timestamp(std::string_view text) { return is_utc_timestamp(text); }
+
+}  // namespace sqlite_internal
+
+namespace {
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const std::filesystem::path& path)
+      : connection_(path),
+        keys_(connection_.db),
+        cas_(sqlite_internal::make_ca_repository(connection_)),
+        certificates_(sqlite_internal::make_certificate_repository(connection_)) {}
+
+  KeyRepository& keys() override { return keys_; }
+  CaRepository& cas() override { return *cas_; }
+  CertificateRepository& certificates() override { return *certificates_; }
+
+  int schema_version() override {
+    static constexpr std::string_view kOp = "read schema version";
+    auto lock = connection_.db.lock_for(kOp);
+    return static_cast<int>(connection_.db.pragma_int("PRAGMA user_version", kOp));
+  }
+
+ protected:
+  void begin_transaction() override { connection_.db.begin(); }
+  void commit_transaction() override { connection_.db.commit(); }
+  void rollback_transaction() noexcept override { connection_.db.rollback(); }
+
+ private:
+  sqlite_internal::Connection connection_;  // declared first: destroyed after the statements below
+  SqliteKeyRepository keys_;
+  std::unique_ptr<CaRepository> cas_;
+  std::unique_ptr<CertificateRepository> certificates_;
+};
+
+}  // namespace
+
+void KeyRepository::set_used_by(std::int64_t, std::optional<std::string_view>) {
+  throw Error(ErrorCode::Unimplemented, "store: this key repository cannot record what uses a key");
+}
+
+CaRepository& Store::cas() { throw Error(ErrorCode::Unimplemented, "store: this store has no CA records"); }
+
+CertificateRepository& Store::certificates() {
+  throw Error(ErrorCode::Unimplemented, "store: this store has no certificate records");
+}
 
 Transaction::Transaction(Store& store) : store_(&store) { store.begin_transaction(); }
 

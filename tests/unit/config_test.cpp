@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "keyhold/core/error.hpp"
+#include "keyhold/pki/profile.hpp"
 
 namespace keyhold::app {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -195,14 +197,14 @@ TEST_F(ConfigParse, RejectsUnknownKeysWithTheirLine) {
   EXPECT_EQ(error(std::string(kToken) + "colour = \"blue\"\n"),
             at(4) + "unknown key 'token.colour' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error("verbose = true\n" + std::string(kToken)),
-            at(1) + "unknown key 'verbose' (known keys: token, store)");
+            at(1) + "unknown key 'verbose' (known keys: token, store, pki, profiles)");
   EXPECT_EQ(error(std::string(kToken) + "\n[store]\npth = \"x.db\"\n"),
             at(6) + "unknown key 'store.pth' (did you mean 'store.path'?)");
 }
 
 TEST_F(ConfigParse, RejectsUnknownTables) {
   EXPECT_EQ(error(std::string(kToken) + "\n[server]\nlisten = \"0.0.0.0:8443\"\n"),
-            at(5) + "unknown key 'server' (known keys: token, store)");
+            at(5) + "unknown key 'server' (known keys: token, store, pki, profiles)");
   EXPECT_EQ(error(std::string(kToken) + "[token.extra]\nx = 1\n"),
             at(4) + "unknown key 'token.extra' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error(std::string(kToken) + "[store.nested]\n"),
@@ -334,8 +336,379 @@ TEST_F(ConfigParse, RejectsInvalidEnvironmentNames) {
 
 TEST_F(ConfigParse, KeepsMessagesOnOneLine) {
   std::string message = error("\"a\\nb\" = 1\n" + std::string(kToken));
-  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store)");
+  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store, pki, profiles)");
   EXPECT_THAT(message, Not(HasSubstr("\n")));
+}
+
+// ---- [pki] and [profiles.NAME] ----------------------------------------------
+
+// The example of docs/configuration.md, after kToken: [pki] on line 5, [profiles.server] on line 8.
+const std::string kServerProfile = std::string(kToken) +
+                                   "\n"
+                                   "[pki]\n"
+                                   "crl_next_update = \"12h\"\n"
+                                   "\n"
+                                   "[profiles.server]\n"
+                                   "key_types = [\"ec-p256\", \"rsa\"]\n"
+                                   "min_rsa_bits = 3072\n"
+                                   "default_days = 30\n"
+                                   "max_days = 200\n"
+                                   "key_usage = [\"digitalSignature\", \"keyEncipherment\"]\n"
+                                   "extended_key_usage = [\"serverAuth\", \"clientAuth\"]\n"
+                                   "dns = [\"*.example.com\", \".example.org\"]\n"
+                                   "ip = [\"10.0.0.0/8\", \"fd00::/8\"]\n"
+                                   "uri = [\"spiffe://example.org/*\"]\n"
+                                   "email = [\"example.org\"]\n"
+                                   "require_san = false\n"
+                                   "subject_fields = [\"CN\", \"O\"]\n"
+                                   "crl_distribution_points = [\"http://pki.example.org/crl/issuing.crl\"]\n"
+                                   "ocsp_urls = [\"http://ocsp.example.org\"]\n"
+                                   "ca_issuers_urls = [\"http://pki.example.org/issuing.cer\"]\n"
+                                   "development_only = false\n";
+
+// A profile on lines 4 and 5 (after kToken) holding `line`.
+std::string profile_with(const std::string& line) { return std::string(kToken) + "[profiles.server]\n" + line + "\n"; }
+
+TEST_F(ConfigParse, PkiDefaultsWhenAbsent) {
+  Config config = parse(kToken);
+  EXPECT_EQ(config.pki.crl_next_update, std::chrono::hours(7 * 24));
+  EXPECT_TRUE(config.pki.profiles.empty());
+
+  config = parse(std::string(kToken) + "[pki]\n");
+  EXPECT_EQ(config.pki.crl_next_update, std::chrono::hours(7 * 24));
+}
+
+TEST_F(ConfigParse, ReadsAFullProfile) {
+  Config config = parse(kServerProfile);
+  EXPECT_EQ(config.pki.crl_next_update, std::chrono::hours(12));
+  ASSERT_EQ(config.pki.profiles.size(), 1u);
+  const pki::Profile& profile = config.pki.profiles.at("server");
+  EXPECT_EQ(profile.name, "server");
+  EXPECT_THAT(profile.key_types, ElementsAre("ec-p256", "rsa"));
+  EXPECT_EQ(profile.min_rsa_bits, 3072);
+  EXPECT_EQ(profile.default_days, 30);
+  EXPECT_EQ(profile.max_days, 200);
+  EXPECT_THAT(profile.key_usage, ElementsAre("digitalSignature", "keyEncipherment"));
+  EXPECT_THAT(profile.extended_key_usage, ElementsAre("serverAuth", "clientAuth"));
+  EXPECT_THAT(profile.dns, ElementsAre("*.example.com", ".example.org"));
+  EXPECT_THAT(profile.ip, ElementsAre("10.0.0.0/8", "fd00::/8"));
+  EXPECT_THAT(profile.uri, ElementsAre("spiffe://example.org/*"));
+  EXPECT_THAT(profile.email, ElementsAre("example.org"));
+  EXPECT_FALSE(profile.require_san);
+  EXPECT_THAT(profile.subject_fields, ElementsAre("CN", "O"));
+  EXPECT_THAT(profile.crl_distribution_points, ElementsAre("http://pki.example.org/crl/issuing.crl"));
+  EXPECT_THAT(profile.ocsp_urls, ElementsAre("http://ocsp.example.org"));
+  EXPECT_THAT(profile.ca_issuers_urls, ElementsAre("http://pki.example.org/issuing.cer"));
+  EXPECT_FALSE(profile.development_only);
+}
+
+TEST_F(ConfigParse, GivesAnEmptyProfileTheDefaults) {
+  Config config = parse(std::string(kToken) + "[profiles.minimal]\n");
+  const pki::Profile& profile = config.pki.profiles.at("minimal");
+  pki::Profile defaults;
+  EXPECT_EQ(profile.name, "minimal");
+  EXPECT_EQ(profile.key_types, defaults.key_types);
+  EXPECT_EQ(profile.min_rsa_bits, 2048);
+  EXPECT_EQ(profile.default_days, 90);
+  EXPECT_EQ(profile.max_days, 397);
+  EXPECT_EQ(profile.key_usage, defaults.key_usage);
+  EXPECT_EQ(profile.extended_key_usage, defaults.extended_key_usage);
+  EXPECT_TRUE(profile.dns.empty());
+  EXPECT_TRUE(profile.ip.empty());
+  EXPECT_TRUE(profile.uri.empty());
+  EXPECT_TRUE(profile.email.empty());
+  EXPECT_TRUE(profile.require_san);
+  EXPECT_EQ(profile.subject_fields, defaults.subject_fields);
+  EXPECT_TRUE(profile.crl_distribution_points.empty());
+  EXPECT_TRUE(profile.ocsp_urls.empty());
+  EXPECT_TRUE(profile.ca_issuers_urls.empty());
+  EXPECT_FALSE(profile.development_only);
+}
+
+TEST_F(ConfigParse, ReadsSeveralProfilesInAnyTableForm) {
+  Config config = parse(std::string(kToken) +
+                        "[profiles.web]\n"
+                        "dns = [\".example.com\"]\n"
+                        "[profiles.\"mtls.client-1\"]\n"
+                        "extended_key_usage = [\"clientAuth\"]\n"
+                        "[profiles]\n"
+                        "inline = { uri = [\"spiffe://example.org/*\"], max_days = 7 }\n"
+                        "dotted.email = [\".example.org\"]\n");
+  ASSERT_EQ(config.pki.profiles.size(), 4u);
+  EXPECT_THAT(config.pki.profiles.at("web").dns, ElementsAre(".example.com"));
+  EXPECT_THAT(config.pki.profiles.at("mtls.client-1").extended_key_usage, ElementsAre("clientAuth"));
+  EXPECT_EQ(config.pki.profiles.at("mtls.client-1").name, "mtls.client-1");
+  EXPECT_EQ(config.pki.profiles.at("inline").max_days, 7);
+  EXPECT_THAT(config.pki.profiles.at("dotted").email, ElementsAre(".example.org"));
+}
+
+TEST_F(ConfigParse, LowersTheDefaultValidityWithAMaximumBelowIt) {
+  Config config = parse(profile_with("max_days = 30"));
+  EXPECT_EQ(config.pki.profiles.at("server").max_days, 30);
+  EXPECT_EQ(config.pki.profiles.at("server").default_days, 30);
+  config = parse(profile_with("max_days = 30\ndefault_days = 7"));
+  EXPECT_EQ(config.pki.profiles.at("server").default_days, 7);
+}
+
+TEST_F(ConfigParse, ReadsDurations) {
+  const std::vector<std::pair<std::string, std::chrono::seconds>> cases = {
+      {"1h", std::chrono::hours(1)},         {"60m", std::chrono::minutes(60)},  {"90m", std::chrono::minutes(90)},
+      {"12h", std::chrono::hours(12)},       {"7d", std::chrono::hours(7 * 24)}, {"2w", std::chrono::hours(14 * 24)},
+      {"366d", std::chrono::hours(366 * 24)}, {"52w", std::chrono::hours(52 * 7 * 24)}, {"3600s", std::chrono::hours(1)},
+  };
+  for (const auto& [text, seconds] : cases) {
+    EXPECT_EQ(parse(std::string(kToken) + "[pki]\ncrl_next_update = \"" + text + "\"\n").pki.crl_next_update, seconds)
+        << text;
+  }
+}
+
+TEST_F(ConfigParse, RejectsBadDurations) {
+  for (const char* text : {"7", "7 d", "7days", "d", "", "1.5d", "-1d", "7D", "1d12h", "99999999999d", "0d", "0h"}) {
+    EXPECT_EQ(error(std::string(kToken) + "[pki]\ncrl_next_update = \"" + text + "\"\n"),
+              at(5) + "'pki.crl_next_update' must be a duration such as '90m', '12h', '7d' or '2w', not '" + text +
+                  "'")
+        << text;
+  }
+  for (const char* text : {"30m", "59m", "3599s", "367d", "53w", "9999999w"}) {
+    EXPECT_EQ(error(std::string(kToken) + "[pki]\ncrl_next_update = \"" + text + "\"\n"),
+              at(5) + "'pki.crl_next_update' must be between 1h and 366d, not '" + text + "'")
+        << text;
+  }
+  EXPECT_EQ(error(std::string(kToken) + "[pki]\ncrl_next_update = 7\n"),
+            at(5) + "'pki.crl_next_update' must be a string, not an integer");
+}
+
+TEST_F(ConfigParse, RejectsUnknownKeysInPkiAndProfiles) {
+  EXPECT_EQ(error(std::string(kToken) + "[pki]\ncrl_next_updates = \"7d\"\n"),
+            at(5) + "unknown key 'pki.crl_next_updates' (did you mean 'pki.crl_next_update'?)");
+  EXPECT_EQ(error(std::string(kToken) + "[pki]\ncrl_distribution_base = \"http://x\"\n"),
+            at(5) + "unknown key 'pki.crl_distribution_base' (known keys in [pki]: crl_next_update)");
+  EXPECT_EQ(error(profile_with("dsn = [\"*.example.com\"]")),
+            at(5) + "unknown key 'profiles.server.dsn' (did you mean 'profiles.server.dns'?)");
+  EXPECT_EQ(error(profile_with("colour = \"blue\"")),
+            at(5) + "unknown key 'profiles.server.colour' (known keys in [profiles.server]: key_types, min_rsa_bits, "
+                    "default_days, max_days, key_usage, extended_key_usage, dns, ip, uri, email, require_san, "
+                    "subject_fields, crl_distribution_points, ocsp_urls, ca_issuers_urls, development_only)");
+  EXPECT_THAT(error(profile_with("name = \"other\"")),
+              StartsWith(at(5) + "unknown key 'profiles.server.name' (known keys in [profiles.server]: key_types,"));
+  EXPECT_EQ(error(std::string(kToken) + "[profile.server]\n"), at(4) + "unknown key 'profile' (did you mean 'profiles'?)");
+}
+
+TEST_F(ConfigParse, RejectsWrongTypesInProfiles) {
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {profile_with("dns = \"*.example.com\""), at(5) + "'profiles.server.dns' must be an array, not a string"},
+      {profile_with("require_san = \"yes\""), at(5) + "'profiles.server.require_san' must be a boolean, not a string"},
+      {profile_with("max_days = \"397\""), at(5) + "'profiles.server.max_days' must be an integer, not a string"},
+      {profile_with("min_rsa_bits = 2048.0"), at(5) + "'profiles.server.min_rsa_bits' must be an integer, not a float"},
+      {profile_with("development_only = 1"),
+       at(5) + "'profiles.server.development_only' must be a boolean, not an integer"},
+      {profile_with("dns = [\"a.example.com\", 7]"), at(5) + "'profiles.server.dns[1]' must be a string, not an integer"},
+      {profile_with("ip = [[\"10.0.0.0/8\"]]"), at(5) + "'profiles.server.ip[0]' must be a string, not an array"},
+      {profile_with("uri = [\"urn:a\\u0000b\"]"), at(5) + "'profiles.server.uri[0]' must not contain a NUL character"},
+      {std::string(kToken) + "[profiles]\nserver = \"x\"\n", at(5) + "'profiles.server' must be a table, not a string"},
+      {std::string(kToken) + "[[profiles.server]]\n", at(4) + "'profiles.server' must be a table, not an array"},
+      {"profiles = [\"server\"]\n" + std::string(kToken), at(1) + "'profiles' must be a table, not an array"},
+      {"pki = \"7d\"\n" + std::string(kToken), at(1) + "'pki' must be a table, not a string"},
+  };
+  for (const Case& c : cases) EXPECT_EQ(error(c.text), c.message) << c.text;
+}
+
+TEST_F(ConfigParse, RejectsInvalidProfileNames) {
+  EXPECT_EQ(error(std::string(kToken) + "\n[profiles.\"web server\"]\n"),
+            at(5) + "invalid profile name 'web server': use 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+                    "letter or digit");
+  EXPECT_THAT(error(std::string(kToken) + "[profiles._hidden]\n"), StartsWith(at(4) + "invalid profile name '_hidden'"));
+  EXPECT_THAT(error(std::string(kToken) + "[profiles." + std::string(65, 'p') + "]\n"),
+              StartsWith(at(4) + "invalid profile name"));
+}
+
+TEST_F(ConfigParse, RejectsInvalidProfileValuesNamingLineAndValue) {
+  struct Case {
+    std::string line;
+    std::string message;  // after "FILE:5: "
+  };
+  const std::vector<Case> cases = {
+      {"ip = [\"10.0.0.0/33\"]",
+       "'profiles.server.ip': IP range '10.0.0.0/33' is not a CIDR such as '10.0.0.0/8' or 'fd00::/8': the prefix "
+       "length of an IPv4 range is a number from 0 to 32"},
+      {"ip = [\"10.0.0.1/8\"]",
+       "'profiles.server.ip': IP range '10.0.0.1/8' is not a CIDR such as '10.0.0.0/8' or 'fd00::/8': host bits are "
+       "set after the prefix (did you mean '10.0.0.0/8'?)"},
+      {"extended_key_usage = [\"serverAuth\", \"webAuth\"]",
+       "'profiles.server.extended_key_usage': unknown extended key usage 'webAuth' (known: serverAuth, clientAuth, "
+       "codeSigning, emailProtection, timeStamping, ocspSigning)"},
+      {"extended_key_usage = [\"anyExtendedKeyUsage\"]",
+       "'profiles.server.extended_key_usage': extended key usage 'anyExtendedKeyUsage' is refused: name the usages "
+       "that certificates of the profile are for"},
+      {"key_usage = [\"keyCertSign\"]",
+       "'profiles.server.key_usage': key usage 'keyCertSign' is for CA certificates; a profile is for leaf "
+       "certificates"},
+      {"key_usage = [\"digitalSignatur\"]",
+       "'profiles.server.key_usage': unknown key usage 'digitalSignatur' (known: digitalSignature, contentCommitment, "
+       "keyEncipherment, dataEncipherment, keyAgreement)"},
+      {"key_types = [\"rsa-2048\"]",
+       "'profiles.server.key_types': unknown key type 'rsa-2048' (known: rsa, ec-p256, ec-p384, ed25519; the smallest "
+       "RSA size is min_rsa_bits)"},
+      {"dns = [\"*.example.com.\"]",
+       "'profiles.server.dns': DNS pattern '*.example.com.' is not valid: it ends with a dot (write it without the "
+       "trailing dot) (patterns: '*', '*.example.com', '.example.com', 'example.com')"},
+      {"dns = [\"a.*.example.com\"]",
+       "'profiles.server.dns': DNS pattern 'a.*.example.com' is not valid: a wildcard may only be the whole first "
+       "label, as in '*.example.com' (patterns: '*', '*.example.com', '.example.com', 'example.com')"},
+      {"email = [\"alice@example.org\"]",
+       "'profiles.server.email': email pattern 'alice@example.org' is not valid: it names a domain, not an address "
+       "(patterns: '*', 'example.org', '.example.org')"},
+      {"uri = [\"\"]", "'profiles.server.uri': URI pattern '' is empty (use '*' for any URI)"},
+      {"subject_fields = [\"CN\", \"emailAddress\"]",
+       "'profiles.server.subject_fields': unknown subject field 'emailAddress' (known: CN, O, OU, L, ST, C, "
+       "serialNumber)"},
+      {"crl_distribution_points = [\"ldap://pki.example.org/cn=CA\"]",
+       "'profiles.server.crl_distribution_points': URL 'ldap://pki.example.org/cn=CA' must start with http:// or "
+       "https://"},
+      {"ocsp_urls = [\"http://\"]", "'profiles.server.ocsp_urls': URL 'http://' has no host"},
+      {"ca_issuers_urls = [\"https://pki.example.org/a b.cer\"]",
+       "'profiles.server.ca_issuers_urls': URL 'https://pki.example.org/a b.cer' holds a space, a control character "
+       "or a non-ASCII character (percent-encode them)"},
+      {"min_rsa_bits = 1024", "'profiles.server.min_rsa_bits' must be between 2048 and 16384, not 1024"},
+      {"max_days = 0", "'profiles.server.max_days' must be between 1 and 36500, not 0"},
+      {"default_days = 36501", "'profiles.server.default_days' must be between 1 and 36500, not 36501"},
+      {"default_days = 500", "'profiles.server.default_days' (500) must not be more than max_days (397, the default)"},
+      {"key_types = []", "'profiles.server.key_types' must not be empty"},
+      {"key_usage = []", "'profiles.server.key_usage' must not be empty"},
+      {"extended_key_usage = []", "'profiles.server.extended_key_usage' must not be empty"},
+  };
+  for (const Case& c : cases) EXPECT_EQ(error(profile_with(c.line)), at(5) + c.message) << c.line;
+}
+
+TEST_F(ConfigParse, NamesTheLineOfTheOffendingArrayElement) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[profiles.server]\n"
+                  "ip = [\n"
+                  "  \"10.0.0.0/8\",\n"
+                  "  \"192.168.0.0/33\",\n"
+                  "]\n"),
+            at(7) + "'profiles.server.ip': IP range '192.168.0.0/33' is not a CIDR such as '10.0.0.0/8' or "
+                    "'fd00::/8': the prefix length of an IPv4 range is a number from 0 to 32");
+}
+
+TEST_F(ConfigParse, RejectsADefaultValidityAboveTheMaximumOnItsLine) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[profiles.server]\n"
+                  "default_days = 400\n"
+                  "dns = [\"*\"]\n"
+                  "max_days = 397\n"),
+            at(5) + "'profiles.server.default_days' (400) must not be more than max_days (397)");
+  // The first problem in file order wins.
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[profiles.a]\n"
+                  "default_days = 400\n"
+                  "max_days = 397\n"
+                  "[profiles.b]\n"
+                  "ip = [\"bad\"]\n"),
+            at(5) + "'profiles.a.default_days' (400) must not be more than max_days (397)");
+}
+
+TEST_F(ConfigParse, RejectsChecksAcrossKeysAtTheProfileHeader) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "\n"
+                  "[profiles.agreement]\n"
+                  "key_types = [\"rsa\"]\n"
+                  "key_usage = [\"keyAgreement\"]\n"),
+            at(5) + "profile 'agreement': key_usage (keyAgreement) leaves nothing for rsa keys, which can have "
+                    "digitalSignature, contentCommitment, keyEncipherment, dataEncipherment");
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[profiles.nobody]\n"
+                  "require_san = false\n"
+                  "subject_fields = []\n"),
+            at(4) + "profile 'nobody': require_san = false needs subject_fields: a certificate must name its subject in "
+                    "a subjectAltName or in the subject");
+}
+
+TEST_F(ConfigParse, ReadsTheDevelopmentProfiles) {
+  const std::string text = std::string(kToken) + "\n" + dev_profiles_toml();
+  Config config = parse(text);
+  EXPECT_EQ(config.pki.crl_next_update, std::chrono::hours(7 * 24));
+  ASSERT_EQ(config.pki.profiles.size(), 2u);
+
+  const pki::Profile& server = config.pki.profiles.at("server");
+  EXPECT_TRUE(server.development_only);
+  EXPECT_THAT(server.extended_key_usage, ElementsAre("serverAuth"));
+  EXPECT_THAT(server.key_usage, ElementsAre("digitalSignature", "keyEncipherment"));
+  EXPECT_THAT(server.dns, ElementsAre("*"));
+  EXPECT_THAT(server.ip, ElementsAre("0.0.0.0/0", "::/0"));
+  EXPECT_THAT(server.uri, ElementsAre("*"));
+  EXPECT_THAT(server.email, ElementsAre("*"));
+  EXPECT_THAT(server.key_types, ElementsAre("rsa", "ec-p256", "ec-p384", "ed25519"));
+
+  const pki::Profile& client = config.pki.profiles.at("client");
+  EXPECT_TRUE(client.development_only);
+  EXPECT_THAT(client.extended_key_usage, ElementsAre("clientAuth"));
+  EXPECT_THAT(client.key_usage, ElementsAre("digitalSignature"));
+  EXPECT_THAT(client.dns, ElementsAre("*"));
+  EXPECT_THAT(client.ip, ElementsAre("0.0.0.0/0", "::/0"));
+  EXPECT_THAT(client.uri, ElementsAre("*"));
+  EXPECT_THAT(client.email, ElementsAre("*"));
+
+  // Permissive indeed: any well-formed name, with a warning.
+  for (const pki::Profile* profile : {&server, &client}) {
+    pki::IssuanceRequest request;
+    request.key = {"ec", 256, "P-256"};
+    request.sans = {{"anything.test", "*.wild.example"}, {"192.0.2.1", "2001:db8::1", "::ffff:10.0.0.1"},
+                    {"spiffe://example.org/x"}, {"alice@example.com"}};
+    request.subject = {{"CN", "anything.test"}, {"O", "Acme"}, {"C", "DE"}};
+    pki::ProfileDecision decision = pki::check_request(*profile, request);
+    EXPECT_EQ(decision.days, 90);
+    EXPECT_EQ(decision.subject.size(), 3u);
+    ASSERT_EQ(decision.warnings.size(), 1u);
+    EXPECT_THAT(decision.warnings[0], HasSubstr("development only"));
+  }
+}
+
+TEST_F(ConfigParse, DevelopmentProfilesFollowTheDevelopmentConfiguration) {
+  // As keyhold init --dev writes it: token, token.env, store, then the profiles.
+  Config config = parse(
+      "[token]\nmodule = \"softhsm2\"\nuri = \"pkcs11:token=keyhold-dev\"\npin_file = \"pin\"\n\n"
+      "[token.env]\nSOFTHSM2_CONF = \"/tmp/softhsm2.conf\"\n\n[store]\npath = \"keyhold.db\"\n\n" +
+      dev_profiles_toml());
+  EXPECT_EQ(config.token.environment.size(), 1u);
+  EXPECT_EQ(config.pki.profiles.size(), 2u);
+}
+
+// The ```toml blocks of docs/configuration.md, in order.
+std::vector<std::string> documented_examples() {
+  fs::path doc = fs::path(__FILE__).parent_path() / ".." / ".." / "docs" / "configuration.md";
+  std::ifstream in(doc);
+  EXPECT_TRUE(in.good()) << doc;
+  std::vector<std::string> blocks;
+  std::string line;
+  std::optional<std::string> block;
+  while (std::getline(in, line)) {
+    if (!block && line == "```toml") {
+      block.emplace();
+    } else if (block && line == "```") {
+      blocks.push_back(*block);
+      block.reset();
+    } else if (block) {
+      *block += line + "\n";
+    }
+  }
+  return blocks;
+}
+
+TEST_F(ConfigParse, DocumentedExamplesLoad) {
+  std::vector<std::string> blocks = documented_examples();
+  EXPECT_GE(blocks.size(), 5u);
+  bool dev_profiles_documented = false;
+  for (const std::string& block : blocks) {
+    std::string text = block.find("[token]") == std::string::npos ? std::string(kToken) + "\n" + block : block;
+    EXPECT_NO_THROW(parse(text)) << text;
+    if (block == dev_profiles_toml()) dev_profiles_documented = true;
+  }
+  EXPECT_TRUE(dev_profiles_documented) << "docs/configuration.md must show dev_profiles_toml() as it is";
 }
 
 class LoadConfig : public ::testing::Test {
@@ -351,6 +724,15 @@ TEST_F(LoadConfig, ReadsTheFileAndResolvesPathsBesideIt) {
   EXPECT_EQ(config.directory, dir_.path() / "etc");
   EXPECT_EQ(config.token.pin_file, dir_.path() / "etc" / "pin");
   EXPECT_EQ(config.store.path, dir_.path() / "etc" / "db" / "keyhold.db");
+}
+
+TEST_F(LoadConfig, ReadsProfiles) {
+  fs::path file = dir_.path() / "keyhold.toml";
+  write_file(file, kServerProfile);
+  Config config = load_config(file);
+  EXPECT_THAT(config.pki.profiles.at("server").dns, ElementsAre("*.example.com", ".example.org"));
+  write_file(file, std::string(kToken) + "[profiles.server]\nip = [\"10.0.0.0/40\"]\n");
+  EXPECT_THAT(error_of([&] { load_config(file); }), StartsWith(file.string() + ":5: 'profiles.server.ip': "));
 }
 
 TEST_F(LoadConfig, NamesTheFileInEveryMessage) {

@@ -31,6 +31,7 @@ namespace fs = std::filesystem;
 using keyhold::Error;
 using keyhold::ErrorCode;
 using keyhold::store::KeyRecord;
+using keyhold::store::kSqliteSchemaVersion;
 using keyhold::store::open_sqlite_store;
 using keyhold::store::Store;
 using keyhold::store::Transaction;
@@ -163,11 +164,11 @@ TEST_F(SqliteStore, AppliesMigrationsToNewFileAndCreatesParentDirectory) {
   fs::path path = dir_.path() / "not" / "yet" / "there" / "keyhold.db";
   {
     auto store = open_sqlite_store(path);
-    EXPECT_EQ(store->schema_version(), 1);
+    EXPECT_EQ(store->schema_version(), kSqliteSchemaVersion);
   }
   ASSERT_TRUE(fs::is_regular_file(path));
   RawDb raw(path);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 1);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), kSqliteSchemaVersion);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'keys'"), 1);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'keys_active_name'"), 1);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM keys"), 0);
@@ -181,12 +182,12 @@ TEST_F(SqliteStore, ReopeningIsIdempotent) {
   }
   for (int i = 0; i < 2; ++i) {
     auto store = open_sqlite_store(db_path());
-    EXPECT_EQ(store->schema_version(), 1);
+    EXPECT_EQ(store->schema_version(), kSqliteSchemaVersion);
     EXPECT_EQ(store->keys().list(true).size(), 1u);
     EXPECT_EQ(store->keys().find_active("ca-root"), key);
   }
   RawDb raw(db_path());
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 1);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), kSqliteSchemaVersion);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_master WHERE name LIKE 'keys%'"), 3);  // table + 2 indexes
 }
 
@@ -522,7 +523,7 @@ TEST_F(SqliteStore, RefusesSchemaNewerThanItKnows) {
   }
   std::string message = expect_error([&] { open_sqlite_store(db_path()); }, ErrorCode::FailedPrecondition);
   EXPECT_NE(message.find("99"), std::string::npos) << message;
-  EXPECT_NE(message.find("(1)"), std::string::npos) << message;
+  EXPECT_NE(message.find("(" + std::to_string(kSqliteSchemaVersion) + ")"), std::string::npos) << message;
   RawDb raw(db_path());
   EXPECT_EQ(raw.integer("PRAGMA user_version"), 99);
 }

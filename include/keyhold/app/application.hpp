@@ -10,6 +10,7 @@
 
 #include "keyhold/app/config.hpp"
 #include "keyhold/crypto/key_ring.hpp"
+#include "keyhold/pki/authority.hpp"
 #include "keyhold/service/key_service.hpp"
 #include "keyhold/store/store.hpp"
 
@@ -31,6 +32,8 @@ class Application {
 
   // Opens the store and the token (logged in) on first use.
   service::KeyService& keys();
+  // The certificate authority (store, token and the configured profiles).
+  pki::Authority& authority();
   // What the token is; needs no login.
   crypto::TokenSummary token_summary();
 
@@ -49,6 +52,7 @@ class Application {
   std::unique_ptr<crypto::KeyRing> ring_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<service::KeyService> keys_;
+  std::unique_ptr<pki::Authority> authority_;
 };
 
 // What `keyhold init --dev` made.

@@ -6,13 +6,17 @@
 // Paths in the result are absolute: relative ones are taken relative to the
 // directory of keyhold.toml, so a configuration means the same from any cwd.
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "keyhold/pki/profile.hpp"
 
 namespace keyhold::app {
 
@@ -38,11 +42,21 @@ struct StoreSettings {
   std::filesystem::path path;  // absolute; default keyhold.db beside keyhold.toml
 };
 
+// [pki] and [profiles.NAME]
+struct PkiSettings {
+  // How far a CRL's nextUpdate lies after its thisUpdate: 1 hour to 366 days.
+  std::chrono::seconds crl_next_update{7 * 24 * 3600};
+  // By name (the table name, a valid profile name); each one passed
+  // pki::validate_profile. Empty when the file has no [profiles.*].
+  std::map<std::string, pki::Profile> profiles;
+};
+
 struct Config {
   std::filesystem::path file;       // absolute path of keyhold.toml
   std::filesystem::path directory;  // its directory
   TokenSettings token;
   StoreSettings store;
+  PkiSettings pki;
 };
 
 // Where the configuration is: the --config flag if given, else
@@ -60,5 +74,13 @@ Config load_config(const std::filesystem::path& file);
 // Checks text as if it were the content of file: file names the source in
 // messages and anchors relative paths (made absolute against the cwd first).
 Config parse_config(std::string_view text, const std::filesystem::path& file);
+
+// For keyhold init --dev: TOML text, to append to a keyhold.toml that has no
+// [pki] or [profiles], holding a [pki] section and two permissive
+// DEVELOPMENT-ONLY profiles (development_only = true): `server` (serverAuth;
+// digitalSignature, keyEncipherment) and `client` (clientAuth;
+// digitalSignature), each allowing any DNS name, IP address, URI and email
+// address and copying every known subject field.
+std::string dev_profiles_toml();
 
 }  // namespace keyhold::app

@@ -97,6 +97,10 @@ class KeyRing {
   virtual std::vector<TokenKey> list() = 0;
   // nullopt when no private or secret key has that CKA_ID.
   virtual std::optional<TokenKey> find(std::span<const std::uint8_t> id) = 0;
+  // The private or secret key an RFC 7512 URI names (by id=, object= and
+  // type=; the token attributes of the URI must match this token).
+  // InvalidArgument for a malformed URI or one that names several keys.
+  virtual std::optional<TokenKey> find_by_uri(std::string_view uri) = 0;
   // Private and secret keys whose CKA_LABEL is label (one search, no cache).
   virtual std::vector<TokenKey> find_by_label(std::string_view label) = 0;
   // The public half: InvalidArgument for a secret key, NotFound when absent.

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "keyhold/hsm/pkcs11.hpp"
 
@@ -32,6 +33,8 @@ class Uri {
   std::optional<std::string> pin_source() const;
   bool has_pin_value() const;
   std::optional<std::string> object_label() const;
+  std::optional<std::vector<std::uint8_t>> object_id() const;
+  std::optional<CK_OBJECT_CLASS> object_class() const;
   std::optional<std::string> token_label() const;
 
   // The URI as given, normalised by p11-kit.

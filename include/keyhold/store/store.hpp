@@ -1,8 +1,10 @@
 #pragma once
 // keyhold's metadata store: names, CKA_IDs, purposes, algorithms, states and
-// timestamps of the keys keyhold manages. Never key material: private and
-// secret keys stay in the token. Callers see only these interfaces; SQLite is
-// the embedded implementation (open_sqlite_store), PostgreSQL comes later.
+// timestamps of the keys keyhold manages, and the X.509 CAs, their versions
+// and the certificates they issued (with their revocation state). Never key
+// material: private and secret keys stay in the token. Callers see only these
+// interfaces; SQLite is the embedded implementation (open_sqlite_store),
+// PostgreSQL comes later.
 //
 // Errors: every failure is a keyhold::Error. Codes used: InvalidArgument (a
 // record that breaks a rule of the schema), NotFound, AlreadyExists,
@@ -23,6 +25,20 @@ namespace keyhold::store {
 
 inline constexpr std::string_view kStateActive = "active";
 inline constexpr std::string_view kStateDestroyed = "destroyed";
+inline constexpr std::string_view kStateRetired = "retired";  // a CA version that no longer issues
+
+inline constexpr std::string_view kCaKindRoot = "root";
+inline constexpr std::string_view kCaKindIntermediate = "intermediate";
+inline constexpr std::string_view kCaKindImported = "imported";
+
+inline constexpr std::string_view kCertificateValid = "valid";
+inline constexpr std::string_view kCertificateRevoked = "revoked";
+inline constexpr std::string_view kCertificateExpired = "expired";  // a filter only: stored status stays "valid"
+
+// The CRL reason codes keyhold records (RFC 5280 section 5.3.1 names).
+inline constexpr std::string_view kRevocationReasons[] = {
+    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded", "cessationOfOperation",
+};
 
 // One key keyhold manages. Timestamps are RFC 3339 UTC with seconds and a
 // 'Z' (keyhold::format_utc), so that they sort as text.
@@ -35,6 +51,7 @@ struct KeyRecord {
   std::string state = "active";               // "active" | "destroyed"
   std::string created_at;                     // e.g. 2026-11-28T15:47:59Z; insert() fills it when empty
   std::optional<std::string> destroyed_at;    // set exactly when state is "destroyed"
+  std::optional<std::string> used_by;         // what uses the key, e.g. "ca:issuing:v2", "certificate:<serial>"; never empty
 
   bool operator==(const KeyRecord&) const = default;
 };
@@ -68,6 +85,155 @@ class KeyRepository {
   // timestamp as above). NotFound when no active key has that name;
   // InvalidArgument when `at` is malformed. The row is kept.
   virtual void mark_destroyed(std::string_view name, std::string_view at) = 0;
+
+  // Records what uses the key of row id key_id (active or destroyed), or
+  // clears it with nullopt. NotFound for an unknown id; InvalidArgument for an
+  // empty string. Not pure only so that repositories written before it (test
+  // doubles) keep compiling: this default throws Unimplemented.
+  virtual void set_used_by(std::int64_t key_id, std::optional<std::string_view> used_by);
+};
+
+// An X.509 CA: its name and place in the hierarchy. Its keys and certificates
+// are its versions (CaVersionRecord); "ca rotate" adds a version.
+struct CaRecord {
+  std::int64_t id = 0;                          // row id, set by insert()
+  std::string name;                             // unique; the naming rules are the callers' (as for keys)
+  std::string kind;                             // "root" | "intermediate" | "imported"
+  std::optional<std::int64_t> parent_id;        // the issuing CA: none for a root, required for an intermediate
+  std::optional<std::string> name_constraints;  // JSON text, opaque to the store (must be valid JSON)
+  std::string created_at;                       // insert() fills it when empty
+
+  bool operator==(const CaRecord&) const = default;
+};
+
+// One key + certificate of a CA. Versions are numbered 1, 2, ... per CA.
+struct CaVersionRecord {
+  std::int64_t id = 0;                      // row id, set by insert_version()
+  std::int64_t ca_id = 0;
+  int version = 0;                          // >= 1, unique per CA
+  std::vector<std::uint8_t> key_object_id;  // CKA_ID of the CA key in the token
+  std::string key_type;                     // "ec-p256" | ... (opaque text to the store)
+  std::vector<std::uint8_t> certificate_der;
+  std::string subject;                      // one-line RFC 4514 form, for display; not empty
+  std::vector<std::uint8_t> subject_key_id;  // may be empty (an imported CA certificate without one)
+  std::string not_before, not_after;        // RFC 3339 UTC like created_at; not_before <= not_after
+  std::string state = "active";             // "active" | "retired"
+  std::int64_t crl_number = 0;              // the last CRL number this version issued (0: none yet)
+  std::string created_at;                   // insert_version() fills it when empty
+
+  bool operator==(const CaVersionRecord&) const = default;
+};
+
+// A certificate a CA version issued.
+struct CertificateRecord {
+  std::int64_t id = 0;                   // row id, set by insert()
+  std::string serial;                    // lowercase hex of the positive serial, no leading zeros ("5f3a..."), at most 40 digits
+  std::int64_t ca_version_id = 0;
+  std::string subject;                   // one-line RFC 4514 form; may be empty (SAN-only certificate)
+  std::vector<std::string> sans;         // e.g. "dns:a.example", "ip:10.0.0.1" (opaque strings; stored as a JSON array)
+  std::string profile;                   // not empty
+  std::string not_before, not_after;     // RFC 3339 UTC; not_before <= not_after
+  std::string status = "valid";          // "valid" | "revoked" (expiry is judged from not_after, never stored)
+  std::optional<std::string> revoked_at;         // set exactly when revoked
+  std::optional<std::string> revocation_reason;  // set exactly when revoked; one of kRevocationReasons
+  std::string requester;                 // who asked for it; not empty
+  std::optional<std::vector<std::uint8_t>> key_object_id;  // CKA_ID when keyhold generated the subject key in the token
+  std::vector<std::uint8_t> certificate_der;               // empty in the results of CertificateRepository::list()
+  std::string created_at;                // insert() fills it when empty
+
+  bool operator==(const CertificateRecord&) const = default;
+};
+
+// One entry of a CRL.
+struct RevokedEntry {
+  std::string serial;      // as in CertificateRecord
+  std::string revoked_at;  // RFC 3339 UTC
+  std::string reason;      // one of kRevocationReasons
+
+  bool operator==(const RevokedEntry&) const = default;
+};
+
+// Which certificates CertificateRepository::list() returns; every field set
+// narrows the result (AND). Timestamps are RFC 3339 UTC like the records'.
+struct CertificateFilter {
+  std::optional<std::int64_t> ca_id;          // issued by any version of this CA
+  std::optional<std::int64_t> ca_version_id;  // issued by this CA version
+  // "valid": not revoked and not expired (not_after >= now); "revoked":
+  // revoked, expired or not; "expired": not revoked and not_after < now.
+  std::optional<std::string> status;
+  std::optional<std::string> not_after_before;  // not_after < this ("expiring within": now + period)
+  std::optional<std::string> now;               // what "valid"/"expired" are judged against; default: the clock
+};
+
+// The cas and ca_versions tables.
+// Thread-safety and transactions: as KeyRepository.
+class CaRepository {
+ public:
+  virtual ~CaRepository() = default;
+
+  // Adds the record and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists for a taken name;
+  // NotFound when parent_id names no CA; InvalidArgument when a field is
+  // empty or malformed (kind, a root with a parent, an intermediate without
+  // one, name_constraints that is not JSON, bad timestamp).
+  virtual void insert(CaRecord& record) = 0;
+  virtual std::optional<CaRecord> find(std::string_view name) = 0;
+  virtual std::optional<CaRecord> find_by_id(std::int64_t id) = 0;
+  // Every CA, ordered by name.
+  virtual std::vector<CaRecord> list() = 0;
+
+  // Adds the version and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists for a taken
+  // (ca_id, version); NotFound when ca_id names no CA; InvalidArgument when a
+  // field is empty or malformed.
+  virtual void insert_version(CaVersionRecord& record) = 0;
+  // The CA's versions, by version ascending (empty for an unknown CA).
+  virtual std::vector<CaVersionRecord> versions(std::int64_t ca_id) = 0;
+  // The CA's highest active version: the one that issues. nullopt when none is active.
+  virtual std::optional<CaVersionRecord> current_version(std::int64_t ca_id) = 0;
+  virtual std::optional<CaVersionRecord> find_version(std::int64_t version_id) = 0;
+  // "active" | "retired". NotFound for an unknown version; InvalidArgument for another state.
+  virtual void set_version_state(std::int64_t version_id, std::string_view state) = 0;
+  // Increments the version's CRL number and returns the new value (the first
+  // call on a new version returns 1). Atomic on its own; run it inside a
+  // Transaction with the CRL's other work, so that a failure gives the number
+  // back. Concurrent callers (threads, or processes sharing the database)
+  // never get the same number. Works on retired versions too (they keep
+  // signing CRLs). NotFound for an unknown version.
+  virtual std::int64_t next_crl_number(std::int64_t version_id) = 0;
+};
+
+// The certificates table.
+// Thread-safety and transactions: as KeyRepository.
+class CertificateRepository {
+ public:
+  virtual ~CertificateRepository() = default;
+
+  // Adds the record and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists when the serial is
+  // taken (the caller retries with a new serial); NotFound when
+  // ca_version_id names no CA version; InvalidArgument when a field is empty
+  // or malformed (serial not in the form above, status, reason, revoked_at
+  // and revocation_reason not set exactly when revoked, bad timestamp).
+  virtual void insert(CertificateRecord& record) = 0;
+  // The certificate with that serial (in the form above), with its DER.
+  // nullopt when unknown; InvalidArgument for a serial not in that form.
+  virtual std::optional<CertificateRecord> find(std::string_view serial) = 0;
+  // The certificates the filter selects, ordered by not_after, then serial
+  // (numerically). Without certificate_der (left empty, for speed: use find()).
+  // InvalidArgument for an unknown status or a malformed timestamp.
+  virtual std::vector<CertificateRecord> list(const CertificateFilter& filter) = 0;
+  // Marks the certificate revoked at `at` for `reason` (one of
+  // kRevocationReasons). NotFound for an unknown serial; FailedPrecondition
+  // "certificate <serial> was already revoked at <time> (<reason>)" when it is
+  // revoked already (the first revocation stands); InvalidArgument for a
+  // malformed serial, time or reason.
+  virtual void revoke(std::string_view serial, std::string_view at, std::string_view reason) = 0;
+  // The revoked certificates of a CA version, for its CRL, ordered by serial
+  // (numerically), expired ones included.
+  virtual std::vector<RevokedEntry> revoked(std::int64_t ca_version_id) = 0;
+  // How many certificates the CA version issued (valid, revoked or expired).
+  virtual std::int64_t count(std::int64_t ca_version_id) = 0;
 };
 
 // An open store. Thread-safe: the SQLite store serialises every call on its
@@ -79,6 +245,10 @@ class Store {
   virtual ~Store() = default;
 
   virtual KeyRepository& keys() = 0;
+  // Not pure only so that stores written before them (test doubles) keep
+  // compiling: these defaults throw Unimplemented.
+  virtual CaRepository& cas();
+  virtual CertificateRepository& certificates();
 
   // The schema version of the open database (number of migrations applied).
   virtual int schema_version() = 0;
@@ -121,6 +291,10 @@ class Transaction {
  private:
   Store* store_;  // null once ended (or moved from)
 };
+
+// The schema version open_sqlite_store brings a database to (the number of
+// migrations this build knows).
+inline constexpr int kSqliteSchemaVersion = 2;
 
 // Opens (creating it when missing) the SQLite store at path: the parent
 // directory is created when missing and the file with mode 0600 whatever the

@@ -1,0 +1,110 @@
+#pragma once
+// The X.509 certificate authority: root and intermediate CAs whose keys live
+// in the token, issuance under profiles, revocation, CRLs and CA rotation.
+// Every signature is made in the token through keyhold's OpenSSL provider,
+// after the exact to-be-signed bytes passed the linter (pki/lint.hpp). Every
+// issued certificate is in the store before it is returned.
+//
+// Not thread-safe for concurrent lifecycle changes of one CA (init, rotate);
+// issuance and revocation may run concurrently (the store serialises them).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keyhold/crypto/key_type.hpp"
+#include "keyhold/pki/key_vault.hpp"
+#include "keyhold/pki/profile.hpp"
+#include "keyhold/store/store.hpp"
+
+namespace keyhold::pki {
+
+struct AuthoritySettings {
+  std::map<std::string, Profile> profiles;
+  std::chrono::seconds crl_next_update{7 * 24 * 3600};
+  // The clock (tests move it; issue 7's --now never changes what is signed).
+  std::function<std::chrono::system_clock::time_point()> now = [] { return std::chrono::system_clock::now(); };
+};
+
+struct CaDetails {
+  store::CaRecord ca;
+  std::vector<store::CaVersionRecord> versions;  // ascending; the last active one issues
+  std::optional<std::string> parent_name;
+};
+
+struct NewCa {
+  std::string name;
+  crypto::KeyType key_type = crypto::KeyType::EcP256;
+  std::string subject;                          // "CN=...,O=..."
+  int days = 3650;
+  std::optional<std::string> parent;            // intermediate: the issuing CA
+  std::optional<int> path_length;               // basicConstraints pathLenConstraint
+  std::vector<std::string> permitted_dns;       // nameConstraints permitted dNSName subtrees
+};
+
+struct IssueRequest {
+  std::string ca;
+  std::string profile;
+  std::optional<std::string> csr;               // PEM or DER text
+  std::optional<crypto::KeyType> generate_key;  // or: a key made in the token for the subject
+  std::optional<std::string> common_name;
+  SubjectAltNames sans;                         // added to the CSR's own
+  std::optional<int> days;
+  std::string requester = "cli";
+};
+
+struct IssuedCertificate {
+  store::CertificateRecord record;
+  std::string pem;
+  std::vector<std::string> chain_pem;           // issuer first, root last
+  std::optional<std::string> key_uri;           // when the key was generated in the token
+  std::vector<std::string> warnings;
+};
+
+struct CrlResult {
+  std::vector<std::uint8_t> der;
+  std::int64_t number = 0;
+  int version = 0;                              // the CA version that signed it
+  std::size_t revoked = 0;
+};
+
+enum class RevocationReason { Unspecified, KeyCompromise, CaCompromise, AffiliationChanged, Superseded, CessationOfOperation };
+std::optional<RevocationReason> parse_revocation_reason(std::string_view text);
+std::string_view to_string(RevocationReason reason);
+
+class Authority {
+ public:
+  Authority(KeyVault& keys, store::Store& store, AuthoritySettings settings);
+
+  CaDetails create_ca(const NewCa& request);
+  // Adopts a CA whose key is already in the token (found by CKA_ID or label
+  // from the URI): the certificate's key must be that key.
+  CaDetails import_ca(const std::string& name, std::string_view certificate, std::string_view key_uri);
+  // A new key and certificate for the CA: same subject, new key and SKI,
+  // signed by the parent (or itself); issuance moves to the new version.
+  CaDetails rotate(const std::string& name);
+  CaDetails show(const std::string& name);
+  std::vector<CaDetails> list();
+  // The current version's certificate and its issuers up to the root, PEM.
+  std::vector<std::string> chain(const std::string& name);
+
+  IssuedCertificate issue(const IssueRequest& request);
+  store::CertificateRecord revoke(const std::string& ca, const std::string& serial_hex, RevocationReason reason);
+  // A complete CRL for one version (default: current) of the CA, signed in the token.
+  CrlResult crl(const std::string& ca, std::optional<int> version = std::nullopt);
+  std::vector<store::CertificateRecord> certificates(const std::string& ca, const store::CertificateFilter& filter);
+
+ private:
+  struct CaContext;
+  CaContext load(const std::string& name);
+
+  KeyVault& keys_;
+  store::Store& store_;
+  AuthoritySettings settings_;
+};
+
+}  // namespace keyhold::pki

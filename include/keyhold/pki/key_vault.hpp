@@ -1,0 +1,31 @@
+#pragma once
+// What the certificate authority needs from key management: keys created in
+// the token and recorded in the store as used by a CA or a certificate.
+// Implemented by service::KeyService; pki does not know how.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keyhold/crypto/key_ring.hpp"
+
+namespace keyhold::pki {
+
+class KeyVault {
+ public:
+  virtual ~KeyVault() = default;
+  // A new non-extractable key in the token, recorded under name as used by used_by.
+  virtual crypto::TokenKey create_key(std::string_view name, crypto::KeyType type, std::string_view used_by) = 0;
+  // Records an existing token key (already checked safe) under name as used by used_by.
+  virtual void adopt_key(std::string_view name, const crypto::TokenKey& key, std::string_view used_by) = 0;
+  // Destroys a key made by create_key whose use then failed (best effort, logged).
+  virtual void discard_key(std::string_view name) noexcept = 0;
+  virtual void set_used_by(std::string_view name, std::string_view used_by) = 0;
+  virtual std::shared_ptr<const crypto::Signer> signer_for(std::span<const std::uint8_t> object_id) = 0;
+  virtual crypto::KeyRing& ring() = 0;
+};
+
+}  // namespace keyhold::pki

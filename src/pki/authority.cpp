@@ -1,0 +1,814 @@
+#include "keyhold/pki/authority.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "keyhold/core/encoding.hpp"
+#include "keyhold/core/error.hpp"
+#include "keyhold/core/log.hpp"
+#include "keyhold/core/names.hpp"
+#include "keyhold/crypto/openssl_provider.hpp"
+#include "keyhold/pki/lint.hpp"
+#include "linting_signer.hpp"
+#include "x509_util.hpp"
+
+namespace keyhold::pki {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kMaxDays = 36500;
+constexpr auto kBackdate = 60s;  // notBefore one minute in the past: clocks differ
+constexpr std::size_t kSerialBytes = 16;
+
+struct ReasonName {
+  RevocationReason reason;
+  std::string_view name;
+  int code;  // RFC 5280 5.3.1 CRLReason
+};
+constexpr ReasonName kReasons[] = {
+    {RevocationReason::Unspecified, "unspecified", CRL_REASON_UNSPECIFIED},
+    {RevocationReason::KeyCompromise, "keyCompromise", CRL_REASON_KEY_COMPROMISE},
+    {RevocationReason::CaCompromise, "cACompromise", CRL_REASON_CA_COMPROMISE},
+    {RevocationReason::AffiliationChanged, "affiliationChanged", CRL_REASON_AFFILIATION_CHANGED},
+    {RevocationReason::Superseded, "superseded", CRL_REASON_SUPERSEDED},
+    {RevocationReason::CessationOfOperation, "cessationOfOperation", CRL_REASON_CESSATION_OF_OPERATION},
+};
+
+int reason_code(std::string_view name) {
+  for (const ReasonName& r : kReasons) {
+    if (r.name == name) return r.code;
+  }
+  return CRL_REASON_UNSPECIFIED;
+}
+
+Clock::time_point parse_rfc3339(const std::string& text) {
+  std::tm tm{};
+  if (strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) {
+    throw Error(ErrorCode::Internal, "malformed timestamp in the store: " + text);
+  }
+  return Clock::from_time_t(timegm(&tm));
+}
+
+void set_time(ASN1_TIME* field, Clock::time_point t) {
+  // ASN1_TIME_set writes UTCTime through 2049 and GeneralizedTime from 2050 (RFC 5280 4.1.2.5).
+  if (ASN1_TIME_set(field, Clock::to_time_t(t)) == nullptr) openssl_failure("encoding a time");
+}
+
+// A fresh serial: 16 random bytes from the token's RNG, positive, and its
+// first byte never zero, so it always encodes in 16 bytes (RFC 5280 4.1.2.2;
+// CA/B BR 7.1: at least 64 bits of randomness).
+std::vector<std::uint8_t> new_serial(crypto::KeyRing& ring) {
+  std::vector<std::uint8_t> serial = ring.random(kSerialBytes);
+  serial[0] &= 0x7f;
+  if (serial[0] == 0) serial[0] = 0x01;
+  return serial;
+}
+
+void set_serial(X509* certificate, const std::vector<std::uint8_t>& serial) {
+  CPtr<BIGNUM, &BN_free> bn(BN_bin2bn(serial.data(), static_cast<int>(serial.size()), nullptr));
+  if (!bn || BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(certificate)) == nullptr) {
+    openssl_failure("encoding a serial number");
+  }
+}
+
+// The canonical text of a serial, as the store keeps it: lowercase hex
+// without leading zeros ("a75e...", not "0a75e...").
+std::string serial_text(std::span<const std::uint8_t> serial) {
+  std::string hex = to_hex(serial);
+  std::size_t first = hex.find_first_not_of('0');
+  return first == std::string::npos ? "0" : hex.substr(first);
+}
+
+std::string normalise_serial(const std::string& text) {
+  std::string digits;
+  for (char c : text) {
+    if (c != ':') digits += c;
+  }
+  if (digits.size() % 2 == 1) digits.insert(digits.begin(), '0');
+  std::optional<std::vector<std::uint8_t>> bytes = from_hex(digits);
+  if (!bytes || bytes->empty() || bytes->size() > 20) {
+    throw Error(ErrorCode::InvalidArgument, "'" + text + "' is not a certificate serial number (hex, at most 20 bytes)");
+  }
+  return serial_text(*bytes);
+}
+
+crypto::SignatureAlgorithm algorithm_for(const std::string& key_type) {
+  auto type = crypto::parse_key_type(key_type);
+  auto algorithm = type ? crypto::default_signature_algorithm(*type) : std::nullopt;
+  if (!algorithm) throw Error(ErrorCode::FailedPrecondition, "a CA key of type '" + key_type + "' cannot sign");
+  return *algorithm;
+}
+
+int path_length(const X509* certificate) {
+  long length = X509_get_pathlen(const_cast<X509*>(certificate));
+  return static_cast<int>(length);  // -1: unlimited
+}
+
+bool self_signed(const X509* certificate) {
+  return X509_NAME_cmp(X509_get_subject_name(certificate), X509_get_issuer_name(certificate)) == 0 &&
+         X509_check_issued(const_cast<X509*>(certificate), const_cast<X509*>(certificate)) == X509_V_OK;
+}
+
+std::vector<std::uint8_t> authority_key_identifier(const X509* certificate) {
+  const ASN1_OCTET_STRING* aki = X509_get0_authority_key_id(const_cast<X509*>(certificate));
+  if (aki == nullptr) return {};
+  return std::vector<std::uint8_t>(ASN1_STRING_get0_data(aki), ASN1_STRING_get0_data(aki) + ASN1_STRING_length(aki));
+}
+
+// A DNS name for nameConstraints or a CN that looks like one: LDH labels.
+bool looks_like_dns_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || (c == '-' && label > 0) || (c == '*' && i == 0);
+    if (!ok || ++label > 63) return false;
+  }
+  return label > 0 && name.find('.') != std::string_view::npos;
+}
+
+// Profile vocabulary (RFC 5280 names) to OpenSSL's extension syntax.
+std::string openssl_usage_name(const std::string& name) {
+  if (name == "contentCommitment") return "nonRepudiation";
+  if (name == "ocspSigning") return "OCSPSigning";
+  return name;
+}
+
+IssuerFacts facts_of(const X509* ca_certificate, crypto::SignatureAlgorithm algorithm) {
+  IssuerFacts facts;
+  facts.subject_key_id = subject_key_identifier(ca_certificate);
+  facts.subject_name_der = name_der(X509_get_subject_name(ca_certificate));
+  facts.not_before = asn1_time_point(X509_get0_notBefore(ca_certificate));
+  facts.not_after = asn1_time_point(X509_get0_notAfter(ca_certificate));
+  facts.signature_algorithm = algorithm;
+  return facts;
+}
+
+// Signs through keyhold's OpenSSL provider with the token key behind signer,
+// handing the linter the exact to-be-signed bytes first. sign is e.g.
+// [&](EVP_MD_CTX* md) { return X509_sign_ctx(x, md); }.
+std::vector<LintFinding> sign_linted(const std::shared_ptr<const crypto::Signer>& signer,
+                                     crypto::SignatureAlgorithm algorithm, LintingSigner::Linter linter,
+                                     const std::function<int(EVP_MD_CTX*)>& sign, std::string_view what) {
+  auto guard = std::make_shared<LintingSigner>(signer, std::move(linter));
+  auto pkey = crypto::make_token_pkey(guard);
+  auto md = crypto::make_sign_context(pkey.get(), algorithm);
+  if (sign(md.get()) <= 0) {
+    std::vector<LintFinding> findings = guard->findings();
+    if (has_errors(findings)) {
+      ERR_clear_error();
+      throw Error(ErrorCode::FailedPrecondition, "refusing to sign the " + std::string(what) + ": " + describe(findings));
+    }
+    openssl_failure("signing the " + std::string(what) + " in the token");
+  }
+  return guard->findings();
+}
+
+std::vector<std::string> warnings_of(const std::vector<LintFinding>& findings) {
+  std::vector<std::string> out;
+  for (const LintFinding& f : findings) {
+    if (f.severity == Severity::Warning) out.push_back(f.rule + ": " + f.detail);
+  }
+  return out;
+}
+
+// After signing: the whole certificate passes the linter (outer and inner
+// algorithm identical) and its signature verifies with the issuer's key.
+void check_signed(const X509* certificate, CertificateKind kind, const IssuerFacts& facts,
+                  const crypto::PublicKey& issuer_key) {
+  std::vector<std::uint8_t> der = certificate_der(certificate);
+  std::vector<LintFinding> findings = lint_certificate(der, kind, facts);
+  if (has_errors(findings)) {
+    throw Error(ErrorCode::Internal, "the signed certificate fails the linter: " + describe(findings));
+  }
+  if (X509_verify(const_cast<X509*>(certificate), issuer_key.evp()) != 1) {
+    ERR_clear_error();
+    throw Error(ErrorCode::Internal, "the token's signature on the new certificate does not verify");
+  }
+}
+
+std::string ca_key_name(const std::string& ca, int version) { return "ca." + ca + ".v" + std::to_string(version); }
+std::string ca_key_use(const std::string& ca, int version) { return "ca:" + ca + ":v" + std::to_string(version); }
+
+}  // namespace
+
+std::optional<RevocationReason> parse_revocation_reason(std::string_view text) {
+  for (const ReasonName& r : kReasons) {
+    if (r.name == text) return r.reason;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(RevocationReason reason) {
+  for (const ReasonName& r : kReasons) {
+    if (r.reason == reason) return r.name;
+  }
+  return "unspecified";
+}
+
+struct Authority::CaContext {
+  store::CaRecord ca;
+  store::CaVersionRecord version;  // the current (issuing) version
+  X509Ptr certificate;
+  crypto::SignatureAlgorithm algorithm;
+  std::shared_ptr<const crypto::Signer> signer;
+};
+
+Authority::Authority(KeyVault& keys, store::Store& store, AuthoritySettings settings)
+    : keys_(keys), store_(store), settings_(std::move(settings)) {}
+
+Authority::CaContext Authority::load(const std::string& name) {
+  validate_name("CA", name);
+  std::optional<store::CaRecord> ca = store_.cas().find(name);
+  if (!ca) throw Error(ErrorCode::NotFound, "no CA named '" + name + "' ('keyhold ca list' shows the CAs)");
+  std::optional<store::CaVersionRecord> version = store_.cas().current_version(ca->id);
+  if (!version) throw Error(ErrorCode::FailedPrecondition, "CA '" + name + "' has no active version");
+  CaContext context{*ca, *version, certificate_from_der(version->certificate_der), algorithm_for(version->key_type),
+                    keys_.signer_for(version->key_object_id)};
+  return context;
+}
+
+CaDetails Authority::show(const std::string& name) {
+  validate_name("CA", name);
+  std::optional<store::CaRecord> ca = store_.cas().find(name);
+  if (!ca) throw Error(ErrorCode::NotFound, "no CA named '" + name + "' ('keyhold ca list' shows the CAs)");
+  CaDetails details{*ca, store_.cas().versions(ca->id), std::nullopt};
+  if (ca->parent_id) {
+    if (auto parent = store_.cas().find_by_id(*ca->parent_id)) details.parent_name = parent->name;
+  }
+  return details;
+}
+
+std::vector<CaDetails> Authority::list() {
+  std::vector<CaDetails> out;
+  for (const store::CaRecord& ca : store_.cas().list()) out.push_back(show(ca.name));
+  return out;
+}
+
+CaDetails Authority::create_ca(const NewCa& request) {
+  validate_name("CA", request.name);
+  if (store_.cas().find(request.name)) {
+    throw Error(ErrorCode::AlreadyExists, "a CA named '" + request.name + "' exists already");
+  }
+  if (!crypto::is_key_pair(request.key_type)) {
+    throw Error(ErrorCode::InvalidArgument, "a CA key must be a signing key type, not " +
+                                                std::string(crypto::to_string(request.key_type)));
+  }
+  if (request.days < 1 || request.days > kMaxDays) {
+    throw Error(ErrorCode::InvalidArgument, "--days must be between 1 and " + std::to_string(kMaxDays));
+  }
+  X509NamePtr subject = make_name(parse_distinguished_name(request.subject));
+  if (request.path_length && *request.path_length < 0) {
+    throw Error(ErrorCode::InvalidArgument, "--path-len must be 0 or more");
+  }
+  for (const std::string& dns : request.permitted_dns) {
+    std::string_view bare = dns.starts_with('.') ? std::string_view(dns).substr(1) : std::string_view(dns);
+    if (!looks_like_dns_name(bare) && bare.find('.') == std::string_view::npos && !looks_like_dns_name(std::string(bare) + ".x")) {
+      throw Error(ErrorCode::InvalidArgument, "'" + dns + "' is not a DNS name constraint (e.g. example.com or .example.com)");
+    }
+  }
+  if (!request.permitted_dns.empty() && !request.parent) {
+    throw Error(ErrorCode::InvalidArgument, "name constraints belong on an intermediate CA (give --parent)");
+  }
+
+  Clock::time_point now = settings_.now();
+  Clock::time_point not_before = now - kBackdate;
+  Clock::time_point not_after = now + std::chrono::days(request.days);
+
+  std::optional<CaContext> parent;
+  if (request.parent) {
+    parent.emplace(load(*request.parent));
+    int parent_path = path_length(parent->certificate.get());
+    if (parent_path == 0) {
+      throw Error(ErrorCode::PermissionDenied, "CA '" + *request.parent +
+                                                   "' may not issue CA certificates (its pathLenConstraint is 0)");
+    }
+    Clock::time_point parent_end = asn1_time_point(X509_get0_notAfter(parent->certificate.get()));
+    if (not_after > parent_end) {
+      throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(request.days) + " ends after CA '" +
+                                                  *request.parent + "' expires (" + rfc3339(parent_end) + ")");
+    }
+    if (request.path_length && parent_path > 0 && *request.path_length >= parent_path) {
+      throw Error(ErrorCode::InvalidArgument, "--path-len must be below the parent's pathLenConstraint (" +
+                                                  std::to_string(parent_path) + ")");
+    }
+  }
+
+  std::string key_name = ca_key_name(request.name, 1);
+  crypto::TokenKey key = keys_.create_key(key_name, request.key_type, ca_key_use(request.name, 1));
+  try {
+    std::shared_ptr<const crypto::Signer> own_signer = keys_.signer_for(key.id);
+    X509Ptr certificate(X509_new());
+    X509_set_version(certificate.get(), X509_VERSION_3);
+    set_serial(certificate.get(), new_serial(keys_.ring()));
+    X509_set_subject_name(certificate.get(), subject.get());
+    X509_set_issuer_name(certificate.get(), parent ? X509_get_subject_name(parent->certificate.get()) : subject.get());
+    set_time(X509_getm_notBefore(certificate.get()), not_before);
+    set_time(X509_getm_notAfter(certificate.get()), not_after);
+    X509_set_pubkey(certificate.get(), own_signer->public_key().evp());
+
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, parent ? parent->certificate.get() : certificate.get(), certificate.get(), nullptr, nullptr, 0);
+    std::string basic = "critical,CA:TRUE";
+    if (request.path_length) basic += ",pathlen:" + std::to_string(*request.path_length);
+    add_extension(certificate.get(), &ctx, NID_basic_constraints, basic);
+    add_extension(certificate.get(), &ctx, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature");
+    if (!request.permitted_dns.empty()) {
+      std::string constraints = "critical";
+      for (const std::string& dns : request.permitted_dns) constraints += ",permitted;DNS:" + dns;
+      add_extension(certificate.get(), &ctx, NID_name_constraints, constraints);
+    }
+    std::vector<std::uint8_t> ski = key_identifier(own_signer->public_key().evp());
+    add_key_identifiers(certificate.get(), ski, parent ? subject_key_identifier(parent->certificate.get()) : ski);
+
+    std::shared_ptr<const crypto::Signer> issuer_signer = parent ? parent->signer : own_signer;
+    crypto::SignatureAlgorithm algorithm =
+        parent ? parent->algorithm : *crypto::default_signature_algorithm(request.key_type);
+    IssuerFacts facts;
+    if (parent) {
+      facts = facts_of(parent->certificate.get(), algorithm);
+    } else {
+      facts.subject_key_id = ski;
+      facts.subject_name_der = name_der(subject.get());
+      facts.not_before = not_before;
+      facts.not_after = not_after;
+      facts.signature_algorithm = algorithm;
+      facts.self_signed = true;
+    }
+    sign_linted(
+        issuer_signer, algorithm,
+        [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_certificate(tbs, CertificateKind::Ca, facts); },
+        [&](EVP_MD_CTX* md) { return X509_sign_ctx(certificate.get(), md); }, "CA certificate");
+    check_signed(certificate.get(), CertificateKind::Ca, facts, issuer_signer->public_key());
+
+    store::CaRecord ca;
+    ca.name = request.name;
+    ca.kind = parent ? "intermediate" : "root";
+    if (parent) ca.parent_id = parent->ca.id;
+    if (!request.permitted_dns.empty()) {
+      std::string json = "[";
+      for (const std::string& dns : request.permitted_dns) json += (json.size() > 1 ? ",\"" : "\"") + dns + "\"";
+      ca.name_constraints = json + "]";
+    }
+    ca.created_at = rfc3339(now);
+    store::CaVersionRecord version;
+    version.version = 1;
+    version.key_object_id = key.id;
+    version.key_type = std::string(crypto::to_string(request.key_type));
+    version.certificate_der = certificate_der(certificate.get());
+    version.subject = name_to_string(subject.get());
+    version.subject_key_id = ski;
+    version.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
+    version.not_after = rfc3339(asn1_time_point(X509_get0_notAfter(certificate.get())));
+    version.created_at = ca.created_at;
+    store::Transaction tx(store_);
+    store_.cas().insert(ca);
+    version.ca_id = ca.id;
+    store_.cas().insert_version(version);
+    tx.commit();
+  } catch (...) {
+    keys_.discard_key(key_name);
+    throw;
+  }
+  return show(request.name);
+}
+
+CaDetails Authority::import_ca(const std::string& name, std::string_view certificate_text, std::string_view key_uri) {
+  validate_name("CA", name);
+  if (store_.cas().find(name)) throw Error(ErrorCode::AlreadyExists, "a CA named '" + name + "' exists already");
+  X509Ptr certificate = parse_certificate(certificate_text);
+  if (X509_check_ca(certificate.get()) <= 0 || (X509_get_key_usage(certificate.get()) & KU_KEY_CERT_SIGN) == 0) {
+    ERR_clear_error();
+    throw Error(ErrorCode::InvalidArgument, "the certificate is not a CA certificate (basicConstraints CA and keyCertSign)");
+  }
+  std::optional<crypto::TokenKey> key = keys_.ring().find_by_uri(key_uri);
+  if (!key) throw Error(ErrorCode::NotFound, "the token has no key matching " + std::string(key_uri));
+  std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(key->id);  // refuses unsafe keys, with the reason
+  EVP_PKEY* certificate_key = X509_get0_pubkey(certificate.get());
+  if (certificate_key == nullptr || EVP_PKEY_eq(certificate_key, signer->public_key().evp()) != 1) {
+    ERR_clear_error();
+    throw Error(ErrorCode::InvalidArgument, "the certificate's public key is not the public key of " + std::string(key_uri));
+  }
+  Clock::time_point not_after = asn1_time_point(X509_get0_notAfter(certificate.get()));
+  if (not_after <= settings_.now()) throw Error(ErrorCode::InvalidArgument, "the CA certificate has expired");
+
+  // A parent among keyhold's CAs: the one whose key identifier is this certificate's AKI.
+  std::vector<std::uint8_t> aki = authority_key_identifier(certificate.get());
+  std::optional<std::int64_t> parent_id;
+  if (!self_signed(certificate.get())) {
+    for (const store::CaRecord& candidate : store_.cas().list()) {
+      for (const store::CaVersionRecord& v : store_.cas().versions(candidate.id)) {
+        if (!aki.empty() && v.subject_key_id == aki) parent_id = candidate.id;
+      }
+    }
+  }
+  store::CaRecord ca;
+  ca.name = name;
+  ca.kind = "imported";
+  ca.parent_id = parent_id;
+  ca.created_at = rfc3339(settings_.now());
+  store::CaVersionRecord version;
+  version.version = 1;
+  version.key_object_id = key->id;
+  version.key_type = std::string(crypto::to_string(signer->key_type()));
+  version.certificate_der = certificate_der(certificate.get());
+  version.subject = name_to_string(X509_get_subject_name(certificate.get()));
+  version.subject_key_id = subject_key_identifier(certificate.get());
+  if (version.subject_key_id.empty()) version.subject_key_id = key_identifier(certificate_key);
+  version.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
+  version.not_after = rfc3339(not_after);
+  version.created_at = ca.created_at;
+  {
+    store::Transaction tx(store_);
+    keys_.adopt_key(ca_key_name(name, 1), *key, ca_key_use(name, 1));
+    store_.cas().insert(ca);
+    version.ca_id = ca.id;
+    store_.cas().insert_version(version);
+    tx.commit();
+  }
+  return show(name);
+}
+
+CaDetails Authority::rotate(const std::string& name) {
+  CaContext current = load(name);
+  std::vector<store::CaVersionRecord> versions = store_.cas().versions(current.ca.id);
+  int next = versions.back().version + 1;
+  bool root = self_signed(current.certificate.get());
+  std::optional<CaContext> parent;
+  if (!root) {
+    if (!current.ca.parent_id) {
+      throw Error(ErrorCode::FailedPrecondition, "the issuer of CA '" + name + "' is not managed by keyhold, so keyhold cannot rotate it");
+    }
+    std::optional<store::CaRecord> parent_record = store_.cas().find_by_id(*current.ca.parent_id);
+    parent.emplace(load(parent_record->name));
+  }
+  Clock::time_point now = settings_.now();
+  auto lifetime = asn1_time_point(X509_get0_notAfter(current.certificate.get())) -
+                  asn1_time_point(X509_get0_notBefore(current.certificate.get()));
+  Clock::time_point not_before = now - kBackdate;
+  Clock::time_point not_after = not_before + lifetime;
+  if (parent) not_after = std::min(not_after, asn1_time_point(X509_get0_notAfter(parent->certificate.get())));
+  crypto::KeyType type = *crypto::parse_key_type(current.version.key_type);
+
+  std::string key_name = ca_key_name(name, next);
+  crypto::TokenKey key = keys_.create_key(key_name, type, ca_key_use(name, next));
+  try {
+    std::shared_ptr<const crypto::Signer> own_signer = keys_.signer_for(key.id);
+    X509Ptr certificate(X509_new());
+    X509_set_version(certificate.get(), X509_VERSION_3);
+    set_serial(certificate.get(), new_serial(keys_.ring()));
+    X509_set_subject_name(certificate.get(), X509_get_subject_name(current.certificate.get()));
+    X509_set_issuer_name(certificate.get(), root ? X509_get_subject_name(current.certificate.get())
+                                                 : X509_get_subject_name(parent->certificate.get()));
+    set_time(X509_getm_notBefore(certificate.get()), not_before);
+    set_time(X509_getm_notAfter(certificate.get()), not_after);
+    X509_set_pubkey(certificate.get(), own_signer->public_key().evp());
+    // The constraints of the CA stay as they were.
+    for (int nid : {NID_basic_constraints, NID_key_usage, NID_name_constraints}) {
+      int index = X509_get_ext_by_NID(current.certificate.get(), nid, -1);
+      if (index >= 0) X509_add_ext(certificate.get(), X509_get_ext(current.certificate.get(), index), -1);
+    }
+    std::vector<std::uint8_t> ski = key_identifier(own_signer->public_key().evp());
+    add_key_identifiers(certificate.get(), ski, root ? ski : subject_key_identifier(parent->certificate.get()));
+
+    std::shared_ptr<const crypto::Signer> issuer_signer = root ? own_signer : parent->signer;
+    crypto::SignatureAlgorithm algorithm = root ? current.algorithm : parent->algorithm;
+    IssuerFacts facts;
+    if (root) {
+      facts.subject_key_id = ski;
+      facts.subject_name_der = name_der(X509_get_subject_name(current.certificate.get()));
+      facts.not_before = not_before;
+      facts.not_after = not_after;
+      facts.signature_algorithm = algorithm;
+      facts.self_signed = true;
+    } else {
+      facts = facts_of(parent->certificate.get(), algorithm);
+    }
+    sign_linted(
+        issuer_signer, algorithm,
+        [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_certificate(tbs, CertificateKind::Ca, facts); },
+        [&](EVP_MD_CTX* md) { return X509_sign_ctx(certificate.get(), md); }, "CA certificate");
+    check_signed(certificate.get(), CertificateKind::Ca, facts, issuer_signer->public_key());
+
+    store::CaVersionRecord version;
+    version.ca_id = current.ca.id;
+    version.version = next;
+    version.key_object_id = key.id;
+    version.key_type = current.version.key_type;
+    version.certificate_der = certificate_der(certificate.get());
+    version.subject = current.version.subject;
+    version.subject_key_id = ski;
+    version.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
+    version.not_after = rfc3339(asn1_time_point(X509_get0_notAfter(certificate.get())));
+    version.created_at = rfc3339(now);
+    store::Transaction tx(store_);
+    store_.cas().insert_version(version);
+    // The old version issues no more; it still signs CRLs for what it issued.
+    store_.cas().set_version_state(current.version.id, "retired");
+    tx.commit();
+  } catch (...) {
+    keys_.discard_key(key_name);
+    throw;
+  }
+  return show(name);
+}
+
+std::vector<std::string> Authority::chain(const std::string& name) {
+  CaContext context = load(name);
+  std::vector<std::string> chain;
+  X509Ptr certificate = certificate_from_der(context.version.certificate_der);
+  std::optional<std::int64_t> parent_id = context.ca.parent_id;
+  for (int depth = 0; depth < 16; ++depth) {
+    chain.push_back(certificate_pem(certificate_der(certificate.get())));
+    if (self_signed(certificate.get()) || !parent_id) break;
+    // The parent's version that issued this certificate: its SKI is our AKI.
+    std::vector<std::uint8_t> aki = authority_key_identifier(certificate.get());
+    std::optional<store::CaVersionRecord> issuer;
+    for (const store::CaVersionRecord& v : store_.cas().versions(*parent_id)) {
+      if (v.subject_key_id == aki) issuer = v;
+    }
+    if (!issuer) break;
+    certificate = certificate_from_der(issuer->certificate_der);
+    parent_id = store_.cas().find_by_id(*parent_id)->parent_id;
+  }
+  return chain;
+}
+
+IssuedCertificate Authority::issue(const IssueRequest& request) {
+  CaContext ca = load(request.ca);
+  if (X509_check_ca(ca.certificate.get()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
+  auto profile_it = settings_.profiles.find(request.profile);
+  if (profile_it == settings_.profiles.end()) {
+    std::string known;
+    for (const auto& [name, p] : settings_.profiles) known += (known.empty() ? "" : ", ") + name;
+    throw Error(ErrorCode::NotFound, "no profile named '" + request.profile + "' (configured: " +
+                                         (known.empty() ? "none" : known) + ")");
+  }
+  const Profile& profile = profile_it->second;
+  if (request.csr.has_value() == request.generate_key.has_value()) {
+    throw Error(ErrorCode::InvalidArgument, "give either a CSR (--csr FILE) or --generate-key --key-type T");
+  }
+
+  IssuanceRequest checked;
+  std::optional<CertificateRequest> csr;
+  if (request.csr) {
+    csr.emplace(parse_certificate_request(*request.csr));
+    checked.key = csr->key;
+    checked.subject = csr->subject;
+    checked.sans = csr->sans;
+  } else {
+    crypto::KeyType type = *request.generate_key;
+    if (!crypto::is_key_pair(type)) throw Error(ErrorCode::InvalidArgument, "--key-type must be a signing key type");
+    switch (type) {
+      case crypto::KeyType::EcP256: checked.key = {"ec", 256, "P-256"}; break;
+      case crypto::KeyType::EcP384: checked.key = {"ec", 384, "P-384"}; break;
+      case crypto::KeyType::Ed25519: checked.key = {"ed25519", 256, ""}; break;
+      default:
+        checked.key = {"rsa", type == crypto::KeyType::Rsa2048 ? 2048 : type == crypto::KeyType::Rsa3072 ? 3072 : 4096, ""};
+    }
+  }
+  if (request.common_name) {
+    std::erase_if(checked.subject, [](const auto& a) { return a.first == "CN"; });
+    checked.subject.insert(checked.subject.begin(), {"CN", *request.common_name});
+  }
+  auto append = [](std::vector<std::string>& to, const std::vector<std::string>& from) {
+    for (const std::string& v : from) {
+      if (std::find(to.begin(), to.end(), v) == to.end()) to.push_back(v);
+    }
+  };
+  append(checked.sans.dns, request.sans.dns);
+  append(checked.sans.ip, request.sans.ip);
+  append(checked.sans.uri, request.sans.uri);
+  append(checked.sans.email, request.sans.email);
+  // A name only in the CN is put into the SAN too: clients match SANs only (RFC 6125).
+  if (checked.sans.dns.empty() && checked.sans.ip.empty() && checked.sans.uri.empty() && checked.sans.email.empty()) {
+    for (const auto& [field, value] : checked.subject) {
+      if (field == "CN" && looks_like_dns_name(value)) checked.sans.dns.push_back(value);
+    }
+  }
+  checked.days = request.days;
+  ProfileDecision decision = check_request(profile, checked);
+  // URLs and usages were checked when the configuration was loaded (pki::validate_profile).
+  std::vector<std::string> warnings = decision.warnings;
+
+  Clock::time_point now = settings_.now();
+  Clock::time_point not_before = now - kBackdate;
+  Clock::time_point not_after = now + std::chrono::days(decision.days);
+  Clock::time_point ca_end = asn1_time_point(X509_get0_notAfter(ca.certificate.get()));
+  if (not_after > ca_end) {
+    if (request.days) {
+      throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(*request.days) + " ends after CA '" +
+                                                  request.ca + "' expires (" + rfc3339(ca_end) + ")");
+    }
+    not_after = ca_end;
+    warnings.push_back("validity shortened to end with CA '" + request.ca + "' (" + rfc3339(ca_end) + ")");
+  }
+  X509NamePtr subject = make_name(decision.subject);
+
+  // The subject's key: the CSR's, or a new one made in the token.
+  std::optional<std::string> key_name;
+  std::optional<crypto::TokenKey> generated;
+  std::optional<crypto::PublicKey> subject_key;
+  if (csr) {
+    subject_key = csr->public_key;
+  } else {
+    key_name = "cert-" + to_hex(keys_.ring().random(8));
+    generated = keys_.create_key(*key_name, *request.generate_key, "certificate");
+    subject_key = keys_.ring().public_key(generated->id);
+  }
+
+  try {
+    IssuerFacts facts = facts_of(ca.certificate.get(), ca.algorithm);
+    std::vector<std::uint8_t> ca_ski = subject_key_identifier(ca.certificate.get());
+    for (int attempt = 0;; ++attempt) {
+      std::vector<std::uint8_t> serial = new_serial(keys_.ring());
+      X509Ptr certificate(X509_new());
+      X509_set_version(certificate.get(), X509_VERSION_3);
+      set_serial(certificate.get(), serial);
+      X509_set_subject_name(certificate.get(), subject.get());
+      X509_set_issuer_name(certificate.get(), X509_get_subject_name(ca.certificate.get()));
+      set_time(X509_getm_notBefore(certificate.get()), not_before);
+      set_time(X509_getm_notAfter(certificate.get()), not_after);
+      X509_set_pubkey(certificate.get(), subject_key->evp());
+
+      // Extensions come from the profile only: keyhold never copies key
+      // usage, EKU, basic constraints or anything else from a CSR.
+      X509V3_CTX ctx;
+      X509V3_set_ctx(&ctx, ca.certificate.get(), certificate.get(), nullptr, nullptr, 0);
+      add_extension(certificate.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
+      std::string usage = "critical";
+      for (const std::string& u : decision.key_usage) usage += "," + openssl_usage_name(u);
+      add_extension(certificate.get(), &ctx, NID_key_usage, usage);
+      std::string eku;
+      for (const std::string& u : profile.extended_key_usage) eku += (eku.empty() ? "" : ",") + openssl_usage_name(u);
+      if (!eku.empty()) add_extension(certificate.get(), &ctx, NID_ext_key_usage, eku);
+      add_subject_alt_names(certificate.get(), checked.sans, X509_NAME_entry_count(subject.get()) == 0);
+      add_key_identifiers(certificate.get(), key_identifier(subject_key->evp()), ca_ski);
+      if (!profile.crl_distribution_points.empty()) {
+        std::string points;
+        for (const std::string& url : profile.crl_distribution_points) points += (points.empty() ? "URI:" : ",URI:") + url;
+        add_extension(certificate.get(), &ctx, NID_crl_distribution_points, points);
+      }
+      std::string aia;
+      for (const std::string& url : profile.ocsp_urls) aia += (aia.empty() ? "" : ",") + ("OCSP;URI:" + url);
+      for (const std::string& url : profile.ca_issuers_urls) aia += (aia.empty() ? "" : ",") + ("caIssuers;URI:" + url);
+      if (!aia.empty()) add_extension(certificate.get(), &ctx, NID_info_access, aia);
+
+      std::vector<LintFinding> findings = sign_linted(
+          ca.signer, ca.algorithm,
+          [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_certificate(tbs, CertificateKind::Leaf, facts); },
+          [&](EVP_MD_CTX* md) { return X509_sign_ctx(certificate.get(), md); }, "certificate");
+      check_signed(certificate.get(), CertificateKind::Leaf, facts, ca.signer->public_key());
+      for (std::string& w : warnings_of(findings)) warnings.push_back(std::move(w));
+
+      // Recorded before it is returned: a certificate keyhold returned is always revocable.
+      store::CertificateRecord record;
+      record.serial = serial_text(serial);
+      record.ca_version_id = ca.version.id;
+      record.subject = name_to_string(subject.get());
+      record.sans = san_strings(checked.sans);
+      record.profile = profile.name;
+      record.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
+      record.not_after = rfc3339(asn1_time_point(X509_get0_notAfter(certificate.get())));
+      record.requester = request.requester;
+      if (generated) record.key_object_id = generated->id;
+      record.certificate_der = certificate_der(certificate.get());
+      record.created_at = rfc3339(now);
+      try {
+        store::Transaction tx(store_);
+        store_.certificates().insert(record);
+        if (key_name) keys_.set_used_by(*key_name, "certificate:" + record.serial);
+        tx.commit();
+      } catch (const Error& e) {
+        // A serial collision (2^-127 odds, or a broken RNG): draw again, a few times.
+        if (e.code() == ErrorCode::AlreadyExists && attempt < 3) continue;
+        throw;
+      }
+      IssuedCertificate issued;
+      issued.record = record;
+      issued.pem = certificate_pem(record.certificate_der);
+      issued.chain_pem = chain(request.ca);
+      if (generated) issued.key_uri = generated->uri;
+      issued.warnings = std::move(warnings);
+      for (const std::string& w : issued.warnings) log::warn(w);
+      return issued;
+    }
+  } catch (...) {
+    if (key_name) keys_.discard_key(*key_name);
+    throw;
+  }
+}
+
+store::CertificateRecord Authority::revoke(const std::string& ca_name, const std::string& serial_hex,
+                                           RevocationReason reason) {
+  std::string serial = normalise_serial(serial_hex);
+  CaContext ca = load(ca_name);
+  std::optional<store::CertificateRecord> record = store_.certificates().find(serial);
+  bool ours = false;
+  if (record) {
+    for (const store::CaVersionRecord& v : store_.cas().versions(ca.ca.id)) ours = ours || v.id == record->ca_version_id;
+  }
+  if (!ours) {
+    throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' issued no certificate with serial " + serial);
+  }
+  store_.certificates().revoke(serial, rfc3339(settings_.now()), to_string(reason));
+  return *store_.certificates().find(serial);
+}
+
+CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_number) {
+  CaContext current = load(ca_name);
+  store::CaVersionRecord version = current.version;
+  if (version_number) {
+    bool found = false;
+    for (const store::CaVersionRecord& v : store_.cas().versions(current.ca.id)) {
+      if (v.version == *version_number) {
+        version = v;
+        found = true;
+      }
+    }
+    if (!found) throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' has no version " + std::to_string(*version_number));
+  }
+  X509Ptr ca_certificate = certificate_from_der(version.certificate_der);
+  crypto::SignatureAlgorithm algorithm = algorithm_for(version.key_type);
+  std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(version.key_object_id);
+  std::vector<store::RevokedEntry> revoked = store_.certificates().revoked(version.id);
+
+  Clock::time_point now = settings_.now();
+  X509CrlPtr crl(X509_CRL_new());
+  X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2);
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca_certificate.get()));
+  CPtr<ASN1_TIME, &ASN1_TIME_free> this_update(ASN1_TIME_new()), next_update(ASN1_TIME_new());
+  set_time(this_update.get(), now);
+  set_time(next_update.get(), now + settings_.crl_next_update);
+  X509_CRL_set1_lastUpdate(crl.get(), this_update.get());
+  X509_CRL_set1_nextUpdate(crl.get(), next_update.get());
+  CPtr<ASN1_TIME, &ASN1_TIME_free> revoked_at(ASN1_TIME_new());
+  for (const store::RevokedEntry& entry : revoked) {
+    X509_REVOKED* item = X509_REVOKED_new();
+    std::vector<std::uint8_t> serial = *from_hex(entry.serial.size() % 2 ? "0" + entry.serial : entry.serial);
+    CPtr<BIGNUM, &BN_free> bn(BN_bin2bn(serial.data(), static_cast<int>(serial.size()), nullptr));
+    CPtr<ASN1_INTEGER, &ASN1_INTEGER_free> number(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+    set_time(revoked_at.get(), parse_rfc3339(entry.revoked_at));
+    X509_REVOKED_set_serialNumber(item, number.get());
+    X509_REVOKED_set_revocationDate(item, revoked_at.get());
+    int code = reason_code(entry.reason);
+    // RFC 5280 5.3.1: the reason code is absent rather than "unspecified".
+    if (code != CRL_REASON_UNSPECIFIED) {
+      CPtr<ASN1_ENUMERATED, &ASN1_ENUMERATED_free> reason(ASN1_ENUMERATED_new());
+      ASN1_ENUMERATED_set(reason.get(), code);
+      X509_REVOKED_add1_ext_i2d(item, NID_crl_reason, reason.get(), 0, 0);
+    }
+    X509_CRL_add0_revoked(crl.get(), item);
+  }
+  X509_CRL_sort(crl.get());
+
+  CPtr<AUTHORITY_KEYID, &AUTHORITY_KEYID_free> aki(AUTHORITY_KEYID_new());
+  aki->keyid = ASN1_OCTET_STRING_new();
+  ASN1_OCTET_STRING_set(aki->keyid, version.subject_key_id.data(), static_cast<int>(version.subject_key_id.size()));
+  X509_CRL_add1_ext_i2d(crl.get(), NID_authority_key_identifier, aki.get(), 0, 0);
+
+  IssuerFacts facts = facts_of(ca_certificate.get(), algorithm);
+  CrlResult result;
+  store::Transaction tx(store_);
+  // CRL numbers come from the database, so several replicas never reuse one.
+  result.number = store_.cas().next_crl_number(version.id);
+  CPtr<ASN1_INTEGER, &ASN1_INTEGER_free> number(ASN1_INTEGER_new());
+  ASN1_INTEGER_set_int64(number.get(), result.number);
+  X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number.get(), 0, 0);
+  sign_linted(
+      signer, algorithm, [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_crl(tbs, facts); },
+      [&](EVP_MD_CTX* md) { return X509_CRL_sign_ctx(crl.get(), md); }, "CRL");
+  if (X509_CRL_verify(crl.get(), signer->public_key().evp()) != 1) {
+    ERR_clear_error();
+    throw Error(ErrorCode::Internal, "the token's signature on the new CRL does not verify");
+  }
+  unsigned char* out = nullptr;
+  int length = i2d_X509_CRL(crl.get(), &out);
+  if (length <= 0) openssl_failure("encoding the CRL");
+  result.der.assign(out, out + length);
+  OPENSSL_free(out);
+  tx.commit();
+  result.version = version.version;
+  result.revoked = revoked.size();
+  return result;
+}
+
+std::vector<store::CertificateRecord> Authority::certificates(const std::string& ca_name,
+                                                              const store::CertificateFilter& filter) {
+  CaContext ca = load(ca_name);
+  store::CertificateFilter f = filter;
+  f.ca_id = ca.ca.id;
+  if (!f.now) f.now = rfc3339(settings_.now());
+  return store_.certificates().list(f);
+}
+
+}  // namespace keyhold::pki
