@@ -133,10 +133,13 @@ int ca_show(Context& c) {
 
 int ca_chain(Context& c) {
   po::options_description options;
-  options.add_options()("name", po::value<std::string>()->required(), "")("out", po::value<std::string>(), "");
+  options.add_options()("name", po::value<std::string>()->required(), "")("out", po::value<std::string>(), "")(
+      "version", po::value<int>(), "");
   po::variables_map vm = parse_arguments(c.args(), options, {"name"});
+  std::optional<int> version;
+  if (vm.count("version")) version = vm["version"].as<int>();
   std::string pem;
-  for (const std::string& certificate : c.app().authority().chain(vm["name"].as<std::string>())) pem += certificate;
+  for (const std::string& certificate : c.app().authority().chain(vm["name"].as<std::string>(), version)) pem += certificate;
   if (vm.count("out")) {
     write_file_atomically(vm["out"].as<std::string>(), pem);
   } else {
@@ -344,7 +347,7 @@ std::vector<Command> ca_commands() {
       {{"ca", "import"}, "ca import NAME --cert FILE --key URI", "adopt a CA whose key is already in the token", ca_import},
       {{"ca", "list"}, "ca list", "list the CAs and their versions", ca_list},
       {{"ca", "show"}, "ca show NAME", "show a CA and its versions", ca_show},
-      {{"ca", "chain"}, "ca chain NAME [--out FILE]", "print the CA's chain up to the root (PEM)", ca_chain},
+      {{"ca", "chain"}, "ca chain NAME [--version N] [--out FILE]", "print the CA's chain up to the root (PEM)", ca_chain},
       {{"ca", "rotate"}, "ca rotate NAME", "new key and certificate for a CA; issuance moves to it", ca_rotate},
       {{"ca", "issue"},
        "ca issue --ca CA --profile P (--csr FILE | --generate-key --key-type T) [--cn CN] [--san dns:..,ip:..] [--days N] "

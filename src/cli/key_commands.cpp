@@ -51,7 +51,8 @@ nlohmann::json key_json(const service::KeyDetails& d) {
                       {"id", to_hex(d.record.token_object_id)},
                       {"created_at", d.record.created_at},
                       {"destroyed_at", d.record.destroyed_at ? nlohmann::json(*d.record.destroyed_at) : nullptr},
-                      {"in_token", d.token.has_value()}};
+                      {"in_token", d.token.has_value()},
+                      {"used_by", d.record.used_by ? nlohmann::json(*d.record.used_by) : nullptr}};
   if (auto type = crypto::parse_key_type(d.record.key_type)) j["size"] = crypto::size_or_curve(*type);
   if (d.token) {
     j["uri"] = d.token->uri;
@@ -73,6 +74,7 @@ void print_details(std::ostream& out, const service::KeyDetails& d) {
   row("purpose", d.record.purpose);
   row("state", d.record.state);
   row("created", d.record.created_at);
+  if (d.record.used_by) row("used by", *d.record.used_by);
   if (d.record.destroyed_at) row("destroyed", *d.record.destroyed_at);
   row("id (CKA_ID)", to_hex(d.record.token_object_id));
   if (!d.token) {

@@ -237,6 +237,14 @@ Authority::CaContext Authority::load(const std::string& name) {
   return context;
 }
 
+store::CaVersionRecord Authority::find_version(const CaContext& context, std::optional<int> number) {
+  if (!number) return context.version;
+  for (const store::CaVersionRecord& v : store_.cas().versions(context.ca.id)) {
+    if (v.version == *number) return v;
+  }
+  throw Error(ErrorCode::NotFound, "CA '" + context.ca.name + "' has no version " + std::to_string(*number));
+}
+
 CaDetails Authority::show(const std::string& name) {
   validate_name("CA", name);
   std::optional<store::CaRecord> ca = store_.cas().find(name);
@@ -522,10 +530,10 @@ CaDetails Authority::rotate(const std::string& name) {
   return show(name);
 }
 
-std::vector<std::string> Authority::chain(const std::string& name) {
+std::vector<std::string> Authority::chain(const std::string& name, std::optional<int> version) {
   CaContext context = load(name);
   std::vector<std::string> chain;
-  X509Ptr certificate = certificate_from_der(context.version.certificate_der);
+  X509Ptr certificate = certificate_from_der(find_version(context, version).certificate_der);
   std::optional<std::int64_t> parent_id = context.ca.parent_id;
   for (int depth = 0; depth < 16; ++depth) {
     chain.push_back(certificate_pem(certificate_der(certificate.get())));
@@ -726,17 +734,7 @@ store::CertificateRecord Authority::revoke(const std::string& ca_name, const std
 
 CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_number) {
   CaContext current = load(ca_name);
-  store::CaVersionRecord version = current.version;
-  if (version_number) {
-    bool found = false;
-    for (const store::CaVersionRecord& v : store_.cas().versions(current.ca.id)) {
-      if (v.version == *version_number) {
-        version = v;
-        found = true;
-      }
-    }
-    if (!found) throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' has no version " + std::to_string(*version_number));
-  }
+  store::CaVersionRecord version = find_version(current, version_number);
   X509Ptr ca_certificate = certificate_from_der(version.certificate_der);
   crypto::SignatureAlgorithm algorithm = algorithm_for(version.key_type);
   std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(version.key_object_id);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "support/dev_setup.hpp"
 #include "support/process.hpp"
 #include "support/token_fixture.hpp"
 
@@ -26,81 +27,13 @@ using testing::read_file;
 using testing::run_process;
 using testing::write_file;
 
-// One development set-up for this test binary, made by the command under test.
-struct DevSetup {
-  fs::path dir;
-  fs::path config;
-  std::string pin;
-
-  static DevSetup& get() {
-    static DevSetup* setup = [] {
-      auto* s = new DevSetup;
-      s->dir = testing::make_temp_directory("keyhold-cli") / "dev";
-      ProcessResult r = run_process({testing::keyhold_binary(), "init", "--dev", "--dir", s->dir.string()});
-      if (!r.ok()) throw std::runtime_error("keyhold init --dev failed: " + r.err);
-      s->config = s->dir / "keyhold.toml";
-      s->pin = read_file((s->dir / "pin").string());
-      while (!s->pin.empty() && s->pin.back() == '\n') s->pin.pop_back();
-      return s;
-    }();
-    return *setup;
-  }
-};
-
-class CleanUp : public ::testing::Environment {
- public:
-  void TearDown() override {
-    // The set-up lives in a temp dir of its own; the parent of "dev" is ours.
-    std::error_code ec;
-    fs::remove_all(DevSetup::get().dir.parent_path(), ec);
-  }
-};
-const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
-
-ProcessResult keyhold(std::vector<std::string> args, testing::ProcessOptions options = {}) {
-  args.insert(args.begin(), testing::keyhold_binary());
-  options.env.emplace("KEYHOLD_CONFIG", DevSetup::get().config.string());
-  options.env.emplace("KEYHOLD_PIN", std::nullopt);
-  options.env.emplace("KEYHOLD_LOG", std::nullopt);
-  return run_process(args, options);
-}
-
-nlohmann::json keyhold_json(std::vector<std::string> args) {
-  args.insert(args.begin(), "--json");
-  ProcessResult r = keyhold(args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return nlohmann::json::parse(r.out);
-}
-
-std::vector<std::string> pkcs11_tool(std::vector<std::string> args) {
-  std::vector<std::string> argv = {"pkcs11-tool", "--module", testing::ThrowawayToken::module_path(), "--token-label",
-                                   "keyhold-dev", "--login", "--pin", DevSetup::get().pin};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-testing::ProcessOptions with_softhsm_conf() {
-  testing::ProcessOptions o;
-  o.env["SOFTHSM2_CONF"] = (DevSetup::get().dir / "softhsm2.conf").string();
-  return o;
-}
-
-// The error line: exactly one line on stderr, starting "keyhold: error: ".
-void expect_one_error_line(const ProcessResult& r) {
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.err.rfind("keyhold: error: ", 0), 0u) << r.err;
-}
-
-// A copy of the dev config with one line replaced, for configuration errors.
-fs::path config_variant(const std::string& name, const std::string& from, const std::string& to) {
-  std::string text = read_file(DevSetup::get().config.string());
-  auto at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  fs::path path = DevSetup::get().dir / (name + ".toml");
-  write_file(path.string(), text);
-  return path;
-}
+using testing::config_variant;
+using testing::DevSetup;
+using testing::expect_one_error_line;
+using testing::keyhold;
+using testing::keyhold_json;
+using testing::pkcs11_tool;
+using testing::with_softhsm_conf;
 
 int count_keys() {
   nlohmann::json list = keyhold_json({"key", "list", "--all"});

@@ -89,8 +89,8 @@ class Authority {
   CaDetails rotate(const std::string& name);
   CaDetails show(const std::string& name);
   std::vector<CaDetails> list();
-  // The current version's certificate and its issuers up to the root, PEM.
-  std::vector<std::string> chain(const std::string& name);
+  // A version's certificate (default: the current one) and its issuers up to the root, PEM.
+  std::vector<std::string> chain(const std::string& name, std::optional<int> version = std::nullopt);
 
   IssuedCertificate issue(const IssueRequest& request);
   store::CertificateRecord revoke(const std::string& ca, const std::string& serial_hex, RevocationReason reason);
@@ -101,6 +101,7 @@ class Authority {
  private:
   struct CaContext;
   CaContext load(const std::string& name);
+  store::CaVersionRecord find_version(const CaContext& context, std::optional<int> number);
 
   KeyVault& keys_;
   store::Store& store_;
