@@ -408,6 +408,10 @@ CaDetails Authority::import_ca(const std::string& name, std::string_view certifi
   }
   Clock::time_point not_after = asn1_time_point(X509_get0_notAfter(certificate.get()));
   if (not_after <= settings_.now()) throw Error(ErrorCode::InvalidArgument, "the CA certificate has expired");
+  if (subject_key_identifier(certificate.get()).empty()) {
+    // Every certificate keyhold issues names its issuer's key by this (AKI).
+    throw Error(ErrorCode::InvalidArgument, "the CA certificate has no subjectKeyIdentifier (RFC 5280 4.2.1.2 requires one in CA certificates)");
+  }
 
   // A parent among keyhold's CAs: the one whose key identifier is this certificate's AKI.
   std::vector<std::uint8_t> aki = authority_key_identifier(certificate.get());
@@ -431,7 +435,6 @@ CaDetails Authority::import_ca(const std::string& name, std::string_view certifi
   version.certificate_der = certificate_der(certificate.get());
   version.subject = name_to_string(X509_get_subject_name(certificate.get()));
   version.subject_key_id = subject_key_identifier(certificate.get());
-  if (version.subject_key_id.empty()) version.subject_key_id = key_identifier(certificate_key);
   version.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
   version.not_after = rfc3339(not_after);
   version.created_at = ca.created_at;

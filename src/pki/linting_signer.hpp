@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 
+#include "keyhold/core/error.hpp"
 #include "keyhold/crypto/signer.hpp"
 #include "keyhold/pki/lint.hpp"
 

@@ -133,6 +133,15 @@ crypto::TokenKey KeyService::create_key(std::string_view name, crypto::KeyType t
 void KeyService::adopt_key(std::string_view name, const crypto::TokenKey& key, std::string_view used_by) {
   validate_key_name(name);
   if (!key.type) throw Error(ErrorCode::InvalidArgument, "keyhold does not manage " + key.token_type + " keys");
+  // A key keyhold made already has a record: it only becomes used.
+  if (std::optional<store::KeyRecord> existing = store_.keys().find_by_object_id(key.id);
+      existing && existing->state == "active") {
+    if (existing->used_by) {
+      throw Error(ErrorCode::AlreadyExists, "key '" + existing->name + "' is already used by " + *existing->used_by);
+    }
+    store_.keys().set_used_by(existing->id, used_by);
+    return;
+  }
   store::KeyRecord record;
   record.name = std::string(name);
   record.token_object_id = key.id;

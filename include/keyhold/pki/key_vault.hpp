@@ -19,7 +19,9 @@ class KeyVault {
   virtual ~KeyVault() = default;
   // A new non-extractable key in the token, recorded under name as used by used_by.
   virtual crypto::TokenKey create_key(std::string_view name, crypto::KeyType type, std::string_view used_by) = 0;
-  // Records an existing token key (already checked safe) under name as used by used_by.
+  // Records an existing token key (already checked safe) under name as used
+  // by used_by; a key keyhold already records keeps its name and is marked
+  // used. AlreadyExists when something uses it already.
   virtual void adopt_key(std::string_view name, const crypto::TokenKey& key, std::string_view used_by) = 0;
   // Destroys a key made by create_key whose use then failed (best effort, logged).
   virtual void discard_key(std::string_view name) noexcept = 0;
