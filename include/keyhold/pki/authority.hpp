@@ -19,6 +19,7 @@
 #include "keyhold/crypto/key_type.hpp"
 #include "keyhold/pki/key_vault.hpp"
 #include "keyhold/pki/profile.hpp"
+#include "keyhold/store/group_commit.hpp"
 #include "keyhold/store/store.hpp"
 
 namespace keyhold::pki {
@@ -106,6 +107,7 @@ class Authority {
   KeyVault& keys_;
   store::Store& store_;
   AuthoritySettings settings_;
+  store::GroupCommit certificate_commits_;
 };
 
 }  // namespace keyhold::pki
