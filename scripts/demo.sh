@@ -56,6 +56,31 @@ say "Destroying a key removes it from the token; the store keeps the record"
 run keyhold key destroy demo-rsa-4096 --yes
 run keyhold key list --all
 
+say "A private PKI: a root CA and an intermediate, both keys generated in the token"
+run keyhold ca init-root demo-root --key-type ec-p384 --subject "CN=keyhold demo root,O=keyhold demo"
+run keyhold ca init-intermediate demo-issuing --parent demo-root --key-type ec-p256 \
+  --subject "CN=keyhold demo issuing,O=keyhold demo" --path-len 0
+
+say "A service asks for a certificate with a CSR (its key made by openssl); keyhold signs it in the token"
+work="$root/var/demo/pki"
+mkdir -p "$work"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/web.key" \
+  -subj /CN=web.demo.test -addext subjectAltName=DNS:web.demo.test -out "$work/web.csr" 2>/dev/null
+run keyhold ca issue --ca demo-issuing --profile server --csr "$work/web.csr" \
+  --out "$work/web.pem" --chain-out "$work/web-chain.pem"
+keyhold ca chain demo-root --out "$work/root.pem"
+echo "The chain: web.pem <- demo-issuing <- demo-root, checked by openssl (it did not make the bytes):"
+run openssl verify -x509_strict -CAfile "$work/root.pem" -untrusted "$work/web-chain.pem" "$work/web.pem"
+
+say "Revoking it: the next CRL, signed in the token, lists it and openssl refuses the certificate"
+serial=$(openssl x509 -in "$work/web.pem" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
+run keyhold ca revoke --ca demo-issuing --serial "$serial" --reason keyCompromise
+run keyhold ca crl --ca demo-issuing --out "$work/demo-issuing.crl"
+openssl crl -in "$work/demo-issuing.crl" -noout -text | sed -n '/Revoked Certificates/,/Signature Algorithm/p'
+run openssl verify -crl_check -CRLfile "$work/demo-issuing.crl" -CAfile "$work/root.pem" \
+  -untrusted "$work/web-chain.pem" "$work/web.pem" || echo "(refused, as it should be: the certificate is revoked)"
+run keyhold ca certs --ca demo-issuing
+
 cat <<NEXT
 
 == Try next
@@ -65,6 +90,8 @@ cat <<NEXT
   keyhold key public my-signing-key --format openssh
   keyhold --json key show my-signing-key
   keyhold key destroy my-signing-key --yes
+  keyhold ca issue --ca demo-issuing --profile server --generate-key --key-type ec-p256 --cn api.demo.test
+  keyhold ca rotate demo-issuing && keyhold ca show demo-issuing
   scripts/test.sh        # every test, against real SoftHSM tokens and peers
-Docs: docs/cli.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
+Docs: docs/cli.md, docs/pki.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
 NEXT
