@@ -119,21 +119,28 @@ std::vector<std::uint8_t> authority_key_identifier(const X509* certificate) {
   return std::vector<std::uint8_t>(ASN1_STRING_get0_data(aki), ASN1_STRING_get0_data(aki) + ASN1_STRING_length(aki));
 }
 
-// A DNS name for nameConstraints or a CN that looks like one: LDH labels.
-bool looks_like_dns_name(std::string_view name) {
+// Letters, digits and hyphens in dot-separated labels of 1 to 63 characters
+// (RFC 1123 2.1), at most 253 in all.
+bool is_ldh_name(std::string_view name) {
   if (name.empty() || name.size() > 253) return false;
   std::size_t label = 0;
   for (std::size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (c == '.') {
-      if (label == 0) return false;
+      if (label == 0 || name[i - 1] == '-') return false;
       label = 0;
       continue;
     }
-    bool ok = std::isalnum(static_cast<unsigned char>(c)) || (c == '-' && label > 0) || (c == '*' && i == 0);
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || (c == '-' && label > 0);
     if (!ok || ++label > 63) return false;
   }
-  return label > 0 && name.find('.') != std::string_view::npos;
+  return label > 0 && name.back() != '-';
+}
+
+// A CN worth copying into the SAN: a DNS name with at least two labels, or a wildcard one.
+bool looks_like_dns_name(std::string_view name) {
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  return name.find('.') != std::string_view::npos && is_ldh_name(name);
 }
 
 // Profile vocabulary (RFC 5280 names) to OpenSSL's extension syntax.
@@ -279,8 +286,9 @@ CaDetails Authority::create_ca(const NewCa& request) {
     throw Error(ErrorCode::InvalidArgument, "--path-len must be 0 or more");
   }
   for (const std::string& dns : request.permitted_dns) {
+    // RFC 5280 4.2.1.10: a host name, or ".domain" for everything below it.
     std::string_view bare = dns.starts_with('.') ? std::string_view(dns).substr(1) : std::string_view(dns);
-    if (!looks_like_dns_name(bare) && bare.find('.') == std::string_view::npos && !looks_like_dns_name(std::string(bare) + ".x")) {
+    if (!is_ldh_name(bare)) {
       throw Error(ErrorCode::InvalidArgument, "'" + dns + "' is not a DNS name constraint (e.g. example.com or .example.com)");
     }
   }

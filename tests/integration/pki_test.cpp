@@ -317,11 +317,11 @@ TEST(Revocation, ARevokedCertificateIsRejectedByOpensslWithTheCrl) {
 }
 
 TEST(NameConstraints, AreEnforcedByOpenssl) {
+  Pki& pki = Pki::get();
   ASSERT_EQ(keyhold({"ca", "init-intermediate", "constrained", "--parent", "root", "--key-type", "ec-p256", "--subject",
                      "CN=Constrained", "--permitted-dns", ".allowed.test"})
                 .exit_code,
             0);
-  Pki& pki = Pki::get();
   std::string chain = chain_file("constrained", "constrained-chain.pem");
   auto issue_under = [&](const std::string& name, const std::string& host) {
     std::string out = path_in_setup(name + ".pem");
@@ -339,11 +339,11 @@ TEST(NameConstraints, AreEnforcedByOpenssl) {
 }
 
 TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
+  Pki& pki = Pki::get();
   ASSERT_EQ(keyhold({"ca", "init-intermediate", "rotating", "--parent", "root", "--key-type", "ec-p256", "--subject",
                      "CN=Rotating"})
                 .exit_code,
             0);
-  Pki& pki = Pki::get();
   auto issue_under = [&](const std::string& name) {
     std::string out = path_in_setup(name + ".pem");
     ProcessResult r = keyhold({"ca", "issue", "--ca", "rotating", "--profile", "server", "--csr",
