@@ -10,129 +10,18 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
-#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/store/store.hpp"
+#include "sqlite_database.hpp"
 
-namespace keyhold::store {
-
-// Defined in sqlite_store.cpp, which owns the connection (see its top comment).
-namespace sqlite_internal {
-class Connection;
-sqlite3* handle(Connection& connection) noexcept;
-std::unique_lock<std::recursive_mutex> lock_for(Connection& connection, std::string_view op);
-Error error(Connection& connection, int rc, std::string_view op);
-bool is_timestamp(std::string_view text);
-
-std::unique_ptr<CaRepository> make_ca_repository(Connection& connection);
-std::unique_ptr<CertificateRepository> make_certificate_repository(Connection& connection);
-}  // namespace sqlite_internal
-
+namespace keyhold::store::sqlite_internal {
 namespace {
-
-using sqlite_internal::Connection;
-using Stmt = CPtr<sqlite3_stmt, &sqlite3_finalize>;
-
-constexpr std::string_view kTimestampExample = "a UTC timestamp like 2026-11-28T15:47:59Z";
-
-Stmt prepare(Connection& connection, const char* sql, std::string_view op) {
-  sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v3(sqlite_internal::handle(connection), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
-  Stmt stmt(raw);
-  if (rc != SQLITE_OK) throw sqlite_internal::error(connection, rc, op);
-  return stmt;
-}
-
-// One execution of a cached prepared statement, reset (and its SQLITE_STATIC
-// bindings cleared) when done, as in sqlite_store.cpp.
-class Query {
- public:
-  Query(Connection& connection, sqlite3_stmt* stmt, std::string_view op)
-      : connection_(connection), stmt_(stmt), op_(op) {}
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-  ~Query() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  void bind(int index, std::string_view text) {
-    const char* data = text.data() != nullptr ? text.data() : "";  // a null pointer would bind NULL
-    check_bind(sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_STATIC, SQLITE_UTF8));
-  }
-  void bind(int index, std::span<const std::uint8_t> blob) {
-    static constexpr std::uint8_t kEmpty = 0;  // an empty blob, not NULL
-    const void* data = blob.data() != nullptr ? blob.data() : &kEmpty;
-    check_bind(sqlite3_bind_blob64(stmt_, index, data, blob.size(), SQLITE_STATIC));
-  }
-  void bind(int index, std::int64_t value) { check_bind(sqlite3_bind_int64(stmt_, index, value)); }
-  void bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index)); }
-  template <class T>
-  void bind(int index, const std::optional<T>& value) {
-    if (value) {
-      bind(index, *value);
-    } else {
-      bind_null(index);
-    }
-  }
-
-  int step_rc() noexcept { return sqlite3_step(stmt_); }
-  // True with a row to read, false when done.
-  bool next() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail(rc);
-  }
-  void run() {
-    while (next()) {
-    }
-  }
-
-  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
-  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    if (p == nullptr) {
-      if (!is_null(col)) fail(SQLITE_NOMEM);
-      return {};
-    }
-    return std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
-  }
-  std::vector<std::uint8_t> blob(int col) const {
-    const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
-    auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col));
-    if (p == nullptr) {
-      if (n != 0) fail(SQLITE_NOMEM);
-      return {};
-    }
-    return std::vector<std::uint8_t>(p, p + n);
-  }
-
-  [[noreturn]] void fail(int rc) const { throw sqlite_internal::error(connection_, rc, op_); }
-
- private:
-  void check_bind(int rc) const {
-    if (rc != SQLITE_OK) fail(rc);
-  }
-
-  Connection& connection_;
-  sqlite3_stmt* stmt_;
-  std::string_view op_;
-};
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw Error(ErrorCode::InvalidArgument, message);
-}
-
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 // Lowercase hex of a positive serial's magnitude, no leading zeros, at most
 // 20 bytes: the only form stored, so that a serial has exactly one spelling.
@@ -147,11 +36,6 @@ bool is_serial(std::string_view s) {
 void require_serial(std::string_view serial, std::string_view what) {
   require(is_serial(serial), std::string(what) + ": serial " + in_quotes(serial) +
                                  " is not lowercase hex without leading zeros (1 to 40 digits, not 0)");
-}
-
-void require_timestamp(std::string_view value, std::string_view field, std::string_view what) {
-  require(sqlite_internal::is_timestamp(value), std::string(what) + ": " + std::string(field) + " " + in_quotes(value) +
-                                                    " is not " + std::string(kTimestampExample));
 }
 
 bool is_revocation_reason(std::string_view reason) {
@@ -370,43 +254,40 @@ void require_version_state(std::string_view state, std::int64_t version_id) {
 
 class SqliteCaRepository final : public CaRepository {
  public:
-  explicit SqliteCaRepository(Connection& c)
-      : c_(c),
-        insert_(prepare(c, "INSERT INTO cas (name, kind, parent_id, name_constraints, created_at) "
+  explicit SqliteCaRepository(Database& db)
+      : db_(db),
+        insert_(db.prepare("INSERT INTO cas (name, kind, parent_id, name_constraints, created_at) "
                            "VALUES (?1, ?2, ?3, ?4, ?5)",
-                        "prepare insert CA")),
-        find_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas WHERE name = ?1").c_str(),
-                      "prepare find CA")),
-        find_by_id_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas WHERE id = ?1").c_str(),
-                            "prepare find CA by id")),
-        list_(prepare(c, (std::string("SELECT ") + kCaColumns + " FROM cas ORDER BY name").c_str(), "prepare list CAs")),
-        insert_version_(prepare(c,
-                                "INSERT INTO ca_versions (ca_id, version, key_object_id, key_type, certificate_der, "
-                                "subject, subject_key_id, not_before, not_after, state, crl_number, created_at) "
-                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                                "prepare insert CA version")),
-        versions_(prepare(c, (std::string("SELECT ") + kVersionColumns +
-                              " FROM ca_versions WHERE ca_id = ?1 ORDER BY version").c_str(),
-                          "prepare list CA versions")),
-        current_version_(prepare(c, (std::string("SELECT ") + kVersionColumns +
-                                     " FROM ca_versions WHERE ca_id = ?1 AND state = 'active' "
-                                     "ORDER BY version DESC LIMIT 1").c_str(),
-                                 "prepare find current CA version")),
-        find_version_(prepare(c, (std::string("SELECT ") + kVersionColumns + " FROM ca_versions WHERE id = ?1").c_str(),
-                              "prepare find CA version")),
-        set_version_state_(prepare(c, "UPDATE ca_versions SET state = ?2 WHERE id = ?1", "prepare set CA version state")),
+                           "prepare insert CA")),
+        find_(db.prepare(std::string("SELECT ") + kCaColumns + " FROM cas WHERE name = ?1", "prepare find CA")),
+        find_by_id_(db.prepare(std::string("SELECT ") + kCaColumns + " FROM cas WHERE id = ?1", "prepare find CA by id")),
+        list_(db.prepare(std::string("SELECT ") + kCaColumns + " FROM cas ORDER BY name", "prepare list CAs")),
+        insert_version_(db.prepare("INSERT INTO ca_versions (ca_id, version, key_object_id, key_type, certificate_der, "
+                                   "subject, subject_key_id, not_before, not_after, state, crl_number, created_at) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   "prepare insert CA version")),
+        versions_(db.prepare(std::string("SELECT ") + kVersionColumns +
+                                 " FROM ca_versions WHERE ca_id = ?1 ORDER BY version",
+                             "prepare list CA versions")),
+        current_version_(db.prepare(std::string("SELECT ") + kVersionColumns +
+                                        " FROM ca_versions WHERE ca_id = ?1 AND state = 'active' "
+                                        "ORDER BY version DESC LIMIT 1",
+                                    "prepare find current CA version")),
+        find_version_(db.prepare(std::string("SELECT ") + kVersionColumns + " FROM ca_versions WHERE id = ?1",
+                                 "prepare find CA version")),
+        set_version_state_(db.prepare("UPDATE ca_versions SET state = ?2 WHERE id = ?1", "prepare set CA version state")),
         // One statement, so that the increment and the read are one atomic
         // step even outside a transaction and across processes.
-        next_crl_number_(prepare(c, "UPDATE ca_versions SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",
-                                 "prepare next CRL number")) {}
+        next_crl_number_(db.prepare("UPDATE ca_versions SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",
+                                    "prepare next CRL number")) {}
 
   void insert(CaRecord& record) override {
     static constexpr std::string_view kOp = "insert CA";
     std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
     validate(record, created_at);
 
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, insert_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, insert_.get(), kOp);
     q.bind(1, record.name);
     q.bind(2, record.kind);
     q.bind(3, record.parent_id);
@@ -421,49 +302,32 @@ class SqliteCaRepository final : public CaRepository {
                                            std::to_string(record.parent_id.value_or(0)));
     }
     if (rc == SQLITE_CONSTRAINT_CHECK &&
-        std::string_view(sqlite3_errmsg(sqlite_internal::handle(c_))).find("cas_name_constraints_valid") !=
+        std::string_view(sqlite3_errmsg(db_.handle())).find("cas_name_constraints_valid") !=
             std::string_view::npos) {
       throw Error(ErrorCode::InvalidArgument, "CA record for '" + record.name + "': name_constraints is not valid JSON");
     }
     if (rc != SQLITE_DONE) q.fail(rc);
-    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.id = sqlite3_last_insert_rowid(db_.handle());
     record.created_at = std::move(created_at);
   }
 
   std::optional<CaRecord> find(std::string_view name) override {
-    static constexpr std::string_view kOp = "find CA";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, find_.get(), kOp);
-    q.bind(1, name);
-    if (!q.next()) return std::nullopt;
-    return read_ca(q);
+    return select_one(db_, find_, "find CA", read_ca, name);
   }
 
   std::optional<CaRecord> find_by_id(std::int64_t id) override {
-    static constexpr std::string_view kOp = "find CA by id";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, find_by_id_.get(), kOp);
-    q.bind(1, id);
-    if (!q.next()) return std::nullopt;
-    return read_ca(q);
+    return select_one(db_, find_by_id_, "find CA by id", read_ca, id);
   }
 
-  std::vector<CaRecord> list() override {
-    static constexpr std::string_view kOp = "list CAs";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, list_.get(), kOp);
-    std::vector<CaRecord> out;
-    while (q.next()) out.push_back(read_ca(q));
-    return out;
-  }
+  std::vector<CaRecord> list() override { return select_all(db_, list_, "list CAs", read_ca); }
 
   void insert_version(CaVersionRecord& record) override {
     static constexpr std::string_view kOp = "insert CA version";
     std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
     validate(record, created_at);
 
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, insert_version_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, insert_version_.get(), kOp);
     q.bind(1, record.ca_id);
     q.bind(2, std::int64_t{record.version});
     q.bind(3, std::span<const std::uint8_t>(record.key_object_id));
@@ -485,55 +349,39 @@ class SqliteCaRepository final : public CaRepository {
       throw Error(ErrorCode::NotFound, "no CA with id " + std::to_string(record.ca_id));
     }
     if (rc != SQLITE_DONE) q.fail(rc);
-    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.id = sqlite3_last_insert_rowid(db_.handle());
     record.created_at = std::move(created_at);
   }
 
   std::vector<CaVersionRecord> versions(std::int64_t ca_id) override {
-    static constexpr std::string_view kOp = "list CA versions";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, versions_.get(), kOp);
-    q.bind(1, ca_id);
-    std::vector<CaVersionRecord> out;
-    while (q.next()) out.push_back(read_version(q));
-    return out;
+    return select_all(db_, versions_, "list CA versions", read_version, ca_id);
   }
 
   std::optional<CaVersionRecord> current_version(std::int64_t ca_id) override {
-    static constexpr std::string_view kOp = "find current CA version";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, current_version_.get(), kOp);
-    q.bind(1, ca_id);
-    if (!q.next()) return std::nullopt;
-    return read_version(q);
+    return select_one(db_, current_version_, "find current CA version", read_version, ca_id);
   }
 
   std::optional<CaVersionRecord> find_version(std::int64_t version_id) override {
-    static constexpr std::string_view kOp = "find CA version";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, find_version_.get(), kOp);
-    q.bind(1, version_id);
-    if (!q.next()) return std::nullopt;
-    return read_version(q);
+    return select_one(db_, find_version_, "find CA version", read_version, version_id);
   }
 
   void set_version_state(std::int64_t version_id, std::string_view state) override {
     static constexpr std::string_view kOp = "set CA version state";
     require_version_state(state, version_id);
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, set_version_state_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, set_version_state_.get(), kOp);
     q.bind(1, version_id);
     q.bind(2, state);
     q.run();
-    if (sqlite3_changes(sqlite_internal::handle(c_)) == 0) {
+    if (sqlite3_changes(db_.handle()) == 0) {
       throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(version_id));
     }
   }
 
   std::int64_t next_crl_number(std::int64_t version_id) override {
     static constexpr std::string_view kOp = "take next CRL number";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, next_crl_number_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, next_crl_number_.get(), kOp);
     q.bind(1, version_id);
     if (!q.next()) throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(version_id));
     std::int64_t number = q.integer(0);
@@ -542,7 +390,7 @@ class SqliteCaRepository final : public CaRepository {
   }
 
  private:
-  Connection& c_;
+  Database& db_;
   Stmt insert_;
   Stmt find_;
   Stmt find_by_id_;
@@ -612,27 +460,26 @@ void validate(const CertificateRecord& r, const std::string& created_at) {
 
 class SqliteCertificateRepository final : public CertificateRepository {
  public:
-  explicit SqliteCertificateRepository(Connection& c)
-      : c_(c),
-        insert_(prepare(c,
-                        "INSERT INTO certificates (serial, ca_version_id, subject, sans, profile, not_before, not_after, "
-                        "status, revoked_at, revocation_reason, requester, key_object_id, certificate_der, created_at) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                        "prepare insert certificate")),
-        find_(prepare(c, (std::string("SELECT ") + kCertificateColumns +
-                          ", certificate_der FROM certificates WHERE serial = ?1").c_str(),
-                      "prepare find certificate")),
-        revoke_(prepare(c, "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 "
+  explicit SqliteCertificateRepository(Database& db)
+      : db_(db),
+        insert_(db.prepare("INSERT INTO certificates (serial, ca_version_id, subject, sans, profile, not_before, "
+                           "not_after, status, revoked_at, revocation_reason, requester, key_object_id, certificate_der, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           "prepare insert certificate")),
+        find_(db.prepare(std::string("SELECT ") + kCertificateColumns +
+                             ", certificate_der FROM certificates WHERE serial = ?1",
+                         "prepare find certificate")),
+        revoke_(db.prepare("UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 "
                            "WHERE serial = ?1 AND status = 'valid'",
-                        "prepare revoke certificate")),
-        revocation_(prepare(c, "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
-                            "prepare read revocation")),
+                           "prepare revoke certificate")),
+        revocation_(db.prepare("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?1",
+                               "prepare read revocation")),
         // status = 'revoked' literally: the partial index covers this query.
-        revoked_(prepare(c, (std::string("SELECT serial, revoked_at, revocation_reason FROM certificates "
-                                         "WHERE ca_version_id = ?1 AND status = 'revoked' ORDER BY ") +
-                             kSerialOrder).c_str(),
-                         "prepare list revoked certificates")),
-        count_(prepare(c, "SELECT count(*) FROM certificates WHERE ca_version_id = ?1", "prepare count certificates")) {}
+        revoked_(db.prepare(std::string("SELECT serial, revoked_at, revocation_reason FROM certificates "
+                                        "WHERE ca_version_id = ?1 AND status = 'revoked' ORDER BY ") +
+                                kSerialOrder,
+                            "prepare list revoked certificates")),
+        count_(db.prepare("SELECT count(*) FROM certificates WHERE ca_version_id = ?1", "prepare count certificates")) {}
 
   void insert(CertificateRecord& record) override {
     static constexpr std::string_view kOp = "insert certificate";
@@ -640,8 +487,8 @@ class SqliteCertificateRepository final : public CertificateRepository {
     validate(record, created_at);
     std::string sans = to_json(record.sans);
 
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, insert_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, insert_.get(), kOp);
     q.bind(1, record.serial);
     q.bind(2, record.ca_version_id);
     q.bind(3, record.subject);
@@ -653,11 +500,7 @@ class SqliteCertificateRepository final : public CertificateRepository {
     q.bind(9, record.revoked_at);
     q.bind(10, record.revocation_reason);
     q.bind(11, record.requester);
-    if (record.key_object_id) {
-      q.bind(12, std::span<const std::uint8_t>(*record.key_object_id));
-    } else {
-      q.bind_null(12);
-    }
+    q.bind(12, record.key_object_id);
     q.bind(13, std::span<const std::uint8_t>(record.certificate_der));
     q.bind(14, created_at);
     int rc = q.step_rc();
@@ -669,18 +512,13 @@ class SqliteCertificateRepository final : public CertificateRepository {
                                            std::to_string(record.ca_version_id));
     }
     if (rc != SQLITE_DONE) q.fail(rc);
-    record.id = sqlite3_last_insert_rowid(sqlite_internal::handle(c_));
+    record.id = sqlite3_last_insert_rowid(db_.handle());
     record.created_at = std::move(created_at);
   }
 
   std::optional<CertificateRecord> find(std::string_view serial) override {
-    static constexpr std::string_view kOp = "find certificate";
     require_serial(serial, "find certificate");
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, find_.get(), kOp);
-    q.bind(1, serial);
-    if (!q.next()) return std::nullopt;
-    return read_certificate(q, true);
+    return select_one(db_, find_, "find certificate", [](const Query& q) { return read_certificate(q, true); }, serial);
   }
 
   std::vector<CertificateRecord> list(const CertificateFilter& filter) override {
@@ -706,10 +544,10 @@ class SqliteCertificateRepository final : public CertificateRepository {
     if (filter.not_after_before) sql += " AND not_after < ?4";
     sql += std::string(" ORDER BY not_after, ") + kSerialOrder + ", id";
 
-    auto lock = sqlite_internal::lock_for(c_, kOp);
+    auto lock = db_.lock_for(kOp);
     auto it = list_.find(sql);
-    if (it == list_.end()) it = list_.emplace(sql, prepare(c_, sql.c_str(), "prepare list certificates")).first;
-    Query q(c_, it->second.get(), kOp);
+    if (it == list_.end()) it = list_.emplace(sql, db_.prepare(sql, "prepare list certificates")).first;
+    Query q(db_, it->second.get(), kOp);
     if (filter.ca_id) q.bind(1, *filter.ca_id);
     if (filter.ca_version_id) q.bind(2, *filter.ca_version_id);
     if (!now.empty()) q.bind(3, now);
@@ -726,18 +564,18 @@ class SqliteCertificateRepository final : public CertificateRepository {
     require_timestamp(at, "time", what);
     require_reason(reason, what);
 
-    auto lock = sqlite_internal::lock_for(c_, kOp);
+    auto lock = db_.lock_for(kOp);
     {
-      Query q(c_, revoke_.get(), kOp);
+      Query q(db_, revoke_.get(), kOp);
       q.bind(1, serial);
       q.bind(2, at);
       q.bind(3, reason);
       q.run();
     }
-    if (sqlite3_changes(sqlite_internal::handle(c_)) == 1) return;
+    if (sqlite3_changes(db_.handle()) == 1) return;
     // Nothing changed: unknown, or revoked already. A revocation is never
     // undone, so what this reads outside a transaction still holds.
-    Query q(c_, revocation_.get(), kOp);
+    Query q(db_, revocation_.get(), kOp);
     q.bind(1, serial);
     if (!q.next()) throw Error(ErrorCode::NotFound, "no certificate with serial " + std::string(serial));
     throw Error(ErrorCode::FailedPrecondition, "certificate " + std::string(serial) + " was already revoked at " +
@@ -745,25 +583,21 @@ class SqliteCertificateRepository final : public CertificateRepository {
   }
 
   std::vector<RevokedEntry> revoked(std::int64_t ca_version_id) override {
-    static constexpr std::string_view kOp = "list revoked certificates";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, revoked_.get(), kOp);
-    q.bind(1, ca_version_id);
-    std::vector<RevokedEntry> out;
-    while (q.next()) out.push_back(RevokedEntry{q.text(0), q.text(1), q.text(2)});
-    return out;
+    return select_all(
+        db_, revoked_, "list revoked certificates",
+        [](const Query& q) { return RevokedEntry{q.text(0), q.text(1), q.text(2)}; }, ca_version_id);
   }
 
   std::int64_t count(std::int64_t ca_version_id) override {
     static constexpr std::string_view kOp = "count certificates";
-    auto lock = sqlite_internal::lock_for(c_, kOp);
-    Query q(c_, count_.get(), kOp);
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, count_.get(), kOp);
     q.bind(1, ca_version_id);
     return q.next() ? q.integer(0) : 0;
   }
 
  private:
-  Connection& c_;
+  Database& db_;
   Stmt insert_;
   Stmt find_;
   Stmt revoke_;
@@ -775,12 +609,10 @@ class SqliteCertificateRepository final : public CertificateRepository {
 
 }  // namespace
 
-std::unique_ptr<CaRepository> sqlite_internal::make_ca_repository(Connection& connection) {
-  return std::make_unique<SqliteCaRepository>(connection);
+std::unique_ptr<CaRepository> make_ca_repository(Database& db) { return std::make_unique<SqliteCaRepository>(db); }
+
+std::unique_ptr<CertificateRepository> make_certificate_repository(Database& db) {
+  return std::make_unique<SqliteCertificateRepository>(db);
 }
 
-std::unique_ptr<CertificateRepository> sqlite_internal::make_certificate_repository(Connection& connection) {
-  return std::make_unique<SqliteCertificateRepository>(connection);
-}
-
-}  // namespace keyhold::store
+}  // namespace keyhold::store::sqlite_internal

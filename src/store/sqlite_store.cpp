@@ -1,22 +1,14 @@
-// The SQLite implementation of keyhold::store.
-//
-// Concurrency: one connection per Store, guarded by a recursive mutex that
-// every call holds. A Transaction keeps that mutex from BEGIN to COMMIT or
-// ROLLBACK, so another thread's call waits instead of landing inside someone
-// else's transaction; the creating thread's own calls re-enter it. Several
-// processes may share the file: WAL lets readers run beside the one writer,
-// busy_timeout waits for the write lock, and transactions BEGIN IMMEDIATE
-// so that a read-then-write never fails with an unretryable SQLITE_BUSY
-// (a deferred transaction cannot wait to upgrade its read snapshot in WAL).
+// The SQLite implementation of keyhold::store: the connection (Database, see
+// sqlite_database.hpp for its concurrency model), the schema and the key
+// repository.
 //
 // Schema versions are tracked with PRAGMA user_version (the number of
 // migrations applied) and the file is marked as keyhold's with
 // PRAGMA application_id, so that another application's database is refused
 // rather than altered.
 //
-// The PKI repositories live in sqlite_pki_repositories.cpp. They reach the
-// connection through sqlite_internal::Connection and the few functions below
-// that take it (declared again there), so that Database stays private here.
+// The PKI repositories live in sqlite_pki_repositories.cpp; both files share
+// what sqlite_database.hpp holds.
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -31,24 +23,14 @@
 #include <utility>
 
 #include "keyhold/core/encoding.hpp"
-#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
 #include "keyhold/store/store.hpp"
+#include "sqlite_database.hpp"
 
 namespace keyhold::store {
-
 namespace sqlite_internal {
-class Connection;
-// Defined in sqlite_pki_repositories.cpp.
-std::unique_ptr<CaRepository> make_ca_repository(Connection& connection);
-std::unique_ptr<CertificateRepository> make_certificate_repository(Connection& connection);
-}  // namespace sqlite_internal
-
 namespace {
-
-using Db = CPtr<sqlite3, &sqlite3_close_v2>;
-using Stmt = CPtr<sqlite3_stmt, &sqlite3_finalize>;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kApplicationId = 0x4b484c44;  // "KHLD"
@@ -234,25 +216,6 @@ ErrorCode code_for(int rc) {
   }
 }
 
-bool is_digits(std::string_view s) {
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-// "YYYY-MM-DDTHH:MM:SSZ", the form keyhold::format_utc writes.
-bool is_utc_timestamp(std::string_view t) {
-  if (t.size() != 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' || t[19] != 'Z') {
-    return false;
-  }
-  for (std::size_t pos : {0, 5, 8, 11, 14, 17}) {
-    if (!is_digits(t.substr(pos, pos == 0 ? 4 : 2))) return false;
-  }
-  auto two = [&](std::size_t pos) { return (t[pos] - '0') * 10 + (t[pos + 1] - '0'); };
-  return two(5) >= 1 && two(5) <= 12 && two(8) >= 1 && two(8) <= 31 && two(11) <= 23 && two(14) <= 59 && two(17) <= 60;
-}
-
 // Creates the file with open(2) so that its mode is 0600 whatever the umask:
 // SQLite would create it (and, after it, its -wal and -shm files, which copy
 // the database's mode) as 0644 under the usual umask.
@@ -287,157 +250,12 @@ void create_file(const std::filesystem::path& path) {
   }
 }
 
-class Database;
+}  // namespace
 
-// One execution of a cached prepared statement. Resets it and clears its
-// bindings when done: a statement left mid-step would pin a WAL read snapshot
-// (blocking checkpoints), and SQLITE_STATIC bindings must not outlive the
-// buffers they point to.
-class Query {
- public:
-  Query(const Database& db, sqlite3_stmt* stmt, std::string_view op) : db_(db), stmt_(stmt), op_(op) {}
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-  ~Query() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  void bind(int index, std::string_view text);
-  void bind(int index, std::span<const std::uint8_t> blob);
-  void bind(int index, std::int64_t value);
-  void bind_null(int index);
-
-  int step_rc() noexcept { return sqlite3_step(stmt_); }
-  // True with a row to read, false when done.
-  bool next();
-  void run() {
-    while (next()) {
-    }
-  }
-
-  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
-  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string text(int col) const;
-  std::vector<std::uint8_t> blob(int col) const;
-
-  [[noreturn]] void fail(int rc) const;
-
- private:
-  void check_bind(int rc) const {
-    if (rc != SQLITE_OK) fail(rc);
-  }
-
-  const Database& db_;
-  sqlite3_stmt* stmt_;
-  std::string_view op_;
-};
-
-// The open connection: configuration, migrations, locking and error mapping.
-class Database {
- public:
-  explicit Database(std::filesystem::path path);
-  Database(const Database&) = delete;
-  Database& operator=(const Database&) = delete;
-
-  sqlite3* handle() const noexcept { return db_.get(); }
-  const std::string& path() const noexcept { return path_; }
-
-  // op names the operation for the message ("insert key"), never its SQL.
-  Error error(int rc, std::string_view op) const {
-    return Error(code_for(rc), "store " + path_ + ": " + std::string(op) + " failed: " + sqlite3_errmsg(db_.get()) +
-                                   " (" + code_name(rc) + ")");
-  }
-
-  // Fixed SQL only (DDL, PRAGMA, BEGIN/COMMIT): anything carrying a value goes
-  // through a prepared statement with bound parameters.
-  void exec(const char* sql, std::string_view op) {
-    int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) throw error(rc, op);
-  }
-
-  Stmt prepare(const char* sql, std::string_view op) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
-    Stmt stmt(raw);
-    if (rc != SQLITE_OK) throw error(rc, op);
-    return stmt;
-  }
-
-  std::int64_t pragma_int(const char* sql, std::string_view op) {
-    std::int64_t value = 0;
-    int rc = try_pragma_int(sql, value);
-    if (rc != SQLITE_OK) throw error(rc, op);
-    return value;
-  }
-
-  // Held by every call; see the top of this file.
-  std::unique_lock<std::recursive_mutex> lock_for(std::string_view op) {
-    std::unique_lock lock(mutex_);
-    check_usable(op);
-    return lock;
-  }
-
-  void begin();
-  void commit();
-  void rollback() noexcept;
-
- private:
-  int try_pragma_int(const char* sql, std::int64_t& value) noexcept;
-  void check_usable(std::string_view op) const;
-  void check_ownership();
-  void migrate();
-
-  std::string path_;
-  Db db_;
-  std::recursive_mutex mutex_;
-  bool tx_open_ = false;  // with mutex_ held by the transaction's thread
-  bool broken_ = false;   // a ROLLBACK failed: the connection's state is unknown
-};
-
-void Query::bind(int index, std::string_view text) {
-  // A null pointer would bind NULL, not an empty string.
-  const char* data = text.data() != nullptr ? text.data() : "";
-  check_bind(sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_STATIC, SQLITE_UTF8));
+Error Database::error(int rc, std::string_view op) const {
+  return Error(code_for(rc), "store " + path_ + ": " + std::string(op) + " failed: " + sqlite3_errmsg(db_.get()) +
+                                 " (" + code_name(rc) + ")");
 }
-
-void Query::bind(int index, std::span<const std::uint8_t> blob) {
-  static constexpr std::uint8_t kEmpty = 0;
-  const void* data = blob.data() != nullptr ? blob.data() : &kEmpty;
-  check_bind(sqlite3_bind_blob64(stmt_, index, data, blob.size(), SQLITE_STATIC));
-}
-
-void Query::bind(int index, std::int64_t value) { check_bind(sqlite3_bind_int64(stmt_, index, value)); }
-
-void Query::bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index)); }
-
-bool Query::next() {
-  int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  fail(rc);
-}
-
-std::string Query::text(int col) const {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-  if (p == nullptr) {
-    if (!is_null(col)) fail(SQLITE_NOMEM);
-    return {};
-  }
-  return std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
-}
-
-std::vector<std::uint8_t> Query::blob(int col) const {
-  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
-  auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col));
-  if (p == nullptr) {
-    if (n != 0) fail(SQLITE_NOMEM);
-    return {};
-  }
-  return std::vector<std::uint8_t>(p, p + n);
-}
-
-void Query::fail(int rc) const { throw db_.error(rc, op_); }
 
 Database::Database(std::filesystem::path path) : path_(std::filesystem::absolute(path).string()) {
   // An absolute path never starts with "file:", so SQLite cannot read it as a URI.
@@ -597,6 +415,8 @@ void Database::rollback() noexcept {
   }
 }
 
+namespace {
+
 constexpr const char* kKeyColumns =
     "id, name, token_object_id, key_type, purpose, state, created_at, destroyed_at, used_by";
 
@@ -614,28 +434,24 @@ KeyRecord read_key(const Query& q) {
   return r;
 }
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw Error(ErrorCode::InvalidArgument, message);
-}
-
 // The same rules as the CHECK constraints of migration 1, checked first for a
 // message that says which field is wrong.
 void validate(const KeyRecord& r, const std::string& created_at) {
   require(!r.name.empty(), "key record: name is empty");
-  require(!r.token_object_id.empty(), "key record for '" + r.name + "': CKA_ID is empty");
-  require(!r.key_type.empty(), "key record for '" + r.name + "': key type is empty");
+  std::string what = "key record for " + in_quotes(r.name);
+  require(!r.token_object_id.empty(), what + ": CKA_ID is empty");
+  require(!r.key_type.empty(), what + ": key type is empty");
   require(r.purpose == "sign" || r.purpose == "encrypt",
-          "key record for '" + r.name + "': purpose '" + r.purpose + "' is not sign or encrypt");
+          what + ": purpose " + in_quotes(r.purpose) + " is not sign or encrypt");
   require(r.state == kStateActive || r.state == kStateDestroyed,
-          "key record for '" + r.name + "': state '" + r.state + "' is not active or destroyed");
-  require(is_utc_timestamp(created_at),
-          "key record for '" + r.name + "': created_at '" + created_at + "' is not a UTC timestamp like 2026-11-28T15:47:59Z");
+          what + ": state " + in_quotes(r.state) + " is not active or destroyed");
+  require_timestamp(created_at, "created_at", what);
   require(r.destroyed_at.has_value() == (r.state == kStateDestroyed),
-          "key record for '" + r.name + "': destroyed_at must be set exactly when the state is destroyed");
+          what + ": destroyed_at must be set exactly when the state is destroyed");
   require(!r.destroyed_at || is_utc_timestamp(*r.destroyed_at),
-          "key record for '" + r.name + "': destroyed_at is not a UTC timestamp like 2026-11-28T15:47:59Z");
+          what + ": destroyed_at is not " + std::string(kTimestampExample));
   require(!r.used_by || !r.used_by->empty(),
-          "key record for '" + r.name + "': used_by is empty (leave it unset when nothing uses the key)");
+          what + ": used_by is empty (leave it unset when nothing uses the key)");
 }
 
 class SqliteKeyRepository final : public KeyRepository {
@@ -645,14 +461,12 @@ class SqliteKeyRepository final : public KeyRepository {
         insert_(db.prepare("INSERT INTO keys (name, token_object_id, key_type, purpose, state, created_at, destroyed_at, "
                            "used_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                            "prepare insert key")),
-        find_active_(db.prepare((std::string("SELECT ") + kKeyColumns +
-                                 " FROM keys WHERE name = ?1 AND state = 'active'").c_str(),
+        find_active_(db.prepare(std::string("SELECT ") + kKeyColumns + " FROM keys WHERE name = ?1 AND state = 'active'",
                                 "prepare find active key")),
-        find_by_object_id_(db.prepare((std::string("SELECT ") + kKeyColumns +
-                                       " FROM keys WHERE token_object_id = ?1").c_str(),
+        find_by_object_id_(db.prepare(std::string("SELECT ") + kKeyColumns + " FROM keys WHERE token_object_id = ?1",
                                       "prepare find key by CKA_ID")),
-        list_(db.prepare((std::string("SELECT ") + kKeyColumns +
-                          " FROM keys WHERE ?1 OR state = 'active' ORDER BY name, created_at, id").c_str(),
+        list_(db.prepare(std::string("SELECT ") + kKeyColumns +
+                             " FROM keys WHERE ?1 OR state = 'active' ORDER BY name, created_at, id",
                          "prepare list keys")),
         mark_destroyed_(db.prepare("UPDATE keys SET state = 'destroyed', destroyed_at = ?2 "
                                    "WHERE name = ?1 AND state = 'active'",
@@ -672,16 +486,8 @@ class SqliteKeyRepository final : public KeyRepository {
     q.bind(4, record.purpose);
     q.bind(5, record.state);
     q.bind(6, created_at);
-    if (record.destroyed_at) {
-      q.bind(7, *record.destroyed_at);
-    } else {
-      q.bind_null(7);
-    }
-    if (record.used_by) {
-      q.bind(8, *record.used_by);
-    } else {
-      q.bind_null(8);
-    }
+    q.bind(7, record.destroyed_at);
+    q.bind(8, record.used_by);
     int rc = q.step_rc();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
       // SQLite names the constraint's columns (never values) in its message.
@@ -700,37 +506,20 @@ class SqliteKeyRepository final : public KeyRepository {
   }
 
   std::optional<KeyRecord> find_active(std::string_view name) override {
-    static constexpr std::string_view kOp = "find active key";
-    auto lock = db_.lock_for(kOp);
-    Query q(db_, find_active_.get(), kOp);
-    q.bind(1, name);
-    if (!q.next()) return std::nullopt;
-    return read_key(q);
+    return select_one(db_, find_active_, "find active key", read_key, name);
   }
 
   std::optional<KeyRecord> find_by_object_id(std::span<const std::uint8_t> id) override {
-    static constexpr std::string_view kOp = "find key by CKA_ID";
-    auto lock = db_.lock_for(kOp);
-    Query q(db_, find_by_object_id_.get(), kOp);
-    q.bind(1, id);
-    if (!q.next()) return std::nullopt;
-    return read_key(q);
+    return select_one(db_, find_by_object_id_, "find key by CKA_ID", read_key, id);
   }
 
   std::vector<KeyRecord> list(bool include_destroyed) override {
-    static constexpr std::string_view kOp = "list keys";
-    auto lock = db_.lock_for(kOp);
-    Query q(db_, list_.get(), kOp);
-    q.bind(1, std::int64_t{include_destroyed ? 1 : 0});
-    std::vector<KeyRecord> out;
-    while (q.next()) out.push_back(read_key(q));
-    return out;
+    return select_all(db_, list_, "list keys", read_key, std::int64_t{include_destroyed ? 1 : 0});
   }
 
   void mark_destroyed(std::string_view name, std::string_view at) override {
     static constexpr std::string_view kOp = "mark key destroyed";
-    require(is_utc_timestamp(at), "destroy key '" + std::string(name) + "': time '" + std::string(at) +
-                                      "' is not a UTC timestamp like 2026-11-28T15:47:59Z");
+    require_timestamp(at, "time", "destroy key " + in_quotes(name));
     auto lock = db_.lock_for(kOp);
     Query q(db_, mark_destroyed_.get(), kOp);
     q.bind(1, name);
@@ -748,11 +537,7 @@ class SqliteKeyRepository final : public KeyRepository {
     auto lock = db_.lock_for(kOp);
     Query q(db_, set_used_by_.get(), kOp);
     q.bind(1, key_id);
-    if (used_by) {
-      q.bind(2, *used_by);
-    } else {
-      q.bind_null(2);
-    }
+    q.bind(2, used_by);
     q.run();
     if (sqlite3_changes(db_.handle()) == 0) {
       throw Error(ErrorCode::NotFound, "no key with id " + std::to_string(key_id));
@@ -769,43 +554,13 @@ class SqliteKeyRepository final : public KeyRepository {
   Stmt set_used_by_;
 };
 
-}  // namespace
-
-// What sqlite_pki_repositories.cpp holds on to: the Database, behind a name
-// that other translation units can declare.
-class sqlite_internal::Connection {
- public:
-  explicit Connection(const std::filesystem::path& path) : db(path) {}
-  Database db;
-};
-
-namespace sqlite_internal {
-
-// The connection's handle, for preparing statements and reading results.
-sqlite3* handle(Connection& connection) noexcept { return connection.db.handle(); }
-
-// Database::lock_for: hold it around every use of the handle.
-std::unique_lock<std::recursive_mutex> lock_for(Connection& connection, std::string_view op) {
-  return connection.db.lock_for(op);
-}
-
-// Database::error: the Error for SQLite result code rc of operation op.
-Error error(Connection& connection, int rc, std::string_view op) { return connection.db.error(rc, op); }
-
-// "YYYY-MM-DDTHH:MM:SSZ" with a plausible date and time, as the key rules.
-bool is_timestamp(std::string_view text) { return is_utc_timestamp(text); }
-
-}  // namespace sqlite_internal
-
-namespace {
-
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const std::filesystem::path& path)
-      : connection_(path),
-        keys_(connection_.db),
-        cas_(sqlite_internal::make_ca_repository(connection_)),
-        certificates_(sqlite_internal::make_certificate_repository(connection_)) {}
+      : db_(path),
+        keys_(db_),
+        cas_(make_ca_repository(db_)),
+        certificates_(make_certificate_repository(db_)) {}
 
   KeyRepository& keys() override { return keys_; }
   CaRepository& cas() override { return *cas_; }
@@ -813,33 +568,24 @@ class SqliteStore final : public Store {
 
   int schema_version() override {
     static constexpr std::string_view kOp = "read schema version";
-    auto lock = connection_.db.lock_for(kOp);
-    return static_cast<int>(connection_.db.pragma_int("PRAGMA user_version", kOp));
+    auto lock = db_.lock_for(kOp);
+    return static_cast<int>(db_.pragma_int("PRAGMA user_version", kOp));
   }
 
  protected:
-  void begin_transaction() override { connection_.db.begin(); }
-  void commit_transaction() override { connection_.db.commit(); }
-  void rollback_transaction() noexcept override { connection_.db.rollback(); }
+  void begin_transaction() override { db_.begin(); }
+  void commit_transaction() override { db_.commit(); }
+  void rollback_transaction() noexcept override { db_.rollback(); }
 
  private:
-  sqlite_internal::Connection connection_;  // declared first: destroyed after the statements below
+  Database db_;  // declared first: destroyed after the statements below
   SqliteKeyRepository keys_;
   std::unique_ptr<CaRepository> cas_;
   std::unique_ptr<CertificateRepository> certificates_;
 };
 
 }  // namespace
-
-void KeyRepository::set_used_by(std::int64_t, std::optional<std::string_view>) {
-  throw Error(ErrorCode::Unimplemented, "store: this key repository cannot record what uses a key");
-}
-
-CaRepository& Store::cas() { throw Error(ErrorCode::Unimplemented, "store: this store has no CA records"); }
-
-CertificateRepository& Store::certificates() {
-  throw Error(ErrorCode::Unimplemented, "store: this store has no certificate records");
-}
+}  // namespace sqlite_internal
 
 Transaction::Transaction(Store& store) : store_(&store) { store.begin_transaction(); }
 
@@ -868,7 +614,7 @@ void Transaction::rollback() noexcept {
 }
 
 std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& path) {
-  return std::make_unique<SqliteStore>(path);
+  return std::make_unique<sqlite_internal::SqliteStore>(path);
 }
 
 }  // namespace keyhold::store

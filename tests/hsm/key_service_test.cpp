@@ -19,6 +19,8 @@ class FailingInsertStore final : public store::Store, private store::KeyReposito
  public:
   explicit FailingInsertStore(store::Store& inner) : inner_(inner) {}
   store::KeyRepository& keys() override { return *this; }
+  store::CaRepository& cas() override { return inner_.cas(); }
+  store::CertificateRepository& certificates() override { return inner_.certificates(); }
   int schema_version() override { return inner_.schema_version(); }
 
  private:
@@ -33,6 +35,9 @@ class FailingInsertStore final : public store::Store, private store::KeyReposito
   }
   std::vector<store::KeyRecord> list(bool all) override { return inner_.keys().list(all); }
   void mark_destroyed(std::string_view name, std::string_view at) override { inner_.keys().mark_destroyed(name, at); }
+  void set_used_by(std::int64_t key_id, std::optional<std::string_view> used_by) override {
+    inner_.keys().set_used_by(key_id, used_by);
+  }
 
   store::Store& inner_;
   std::unique_ptr<store::Transaction> tx_;

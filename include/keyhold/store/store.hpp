@@ -88,9 +88,8 @@ class KeyRepository {
 
   // Records what uses the key of row id key_id (active or destroyed), or
   // clears it with nullopt. NotFound for an unknown id; InvalidArgument for an
-  // empty string. Not pure only so that repositories written before it (test
-  // doubles) keep compiling: this default throws Unimplemented.
-  virtual void set_used_by(std::int64_t key_id, std::optional<std::string_view> used_by);
+  // empty string.
+  virtual void set_used_by(std::int64_t key_id, std::optional<std::string_view> used_by) = 0;
 };
 
 // An X.509 CA: its name and place in the hierarchy. Its keys and certificates
@@ -245,10 +244,8 @@ class Store {
   virtual ~Store() = default;
 
   virtual KeyRepository& keys() = 0;
-  // Not pure only so that stores written before them (test doubles) keep
-  // compiling: these defaults throw Unimplemented.
-  virtual CaRepository& cas();
-  virtual CertificateRepository& certificates();
+  virtual CaRepository& cas() = 0;
+  virtual CertificateRepository& certificates() = 0;
 
   // The schema version of the open database (number of migrations applied).
   virtual int schema_version() = 0;
