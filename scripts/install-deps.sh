@@ -13,6 +13,7 @@ packages=(
   softhsm2 p11-kit p11-kit-modules
   # independent peers the tests check keyhold against
   opensc openssl gnutls-bin openssh-client openssh-server sqlite3 curl
+  libengine-pkcs11-openssl  # bench/pki_bench: openssl x509 -req with the CA key in the token
 )
 
 missing=()

@@ -278,8 +278,13 @@ class SqliteCaRepository final : public CaRepository {
         set_version_state_(db.prepare("UPDATE ca_versions SET state = ?2 WHERE id = ?1", "prepare set CA version state")),
         // One statement, so that the increment and the read are one atomic
         // step even outside a transaction and across processes.
-        next_crl_number_(db.prepare("UPDATE ca_versions SET crl_number = crl_number + 1 WHERE id = ?1 RETURNING crl_number",
-                                    "prepare next CRL number")) {}
+        next_crl_number_(db.prepare("UPDATE cas SET crl_number = crl_number + 1 "
+                                    "WHERE id = (SELECT ca_id FROM ca_versions WHERE id = ?1) RETURNING crl_number",
+                                    "prepare next CRL number")),
+        set_version_crl_number_(db.prepare("UPDATE ca_versions SET crl_number = ?2 WHERE id = ?1",
+                                           "prepare set version CRL number")),
+        raise_crl_number_(db.prepare("UPDATE cas SET crl_number = MAX(crl_number, ?2) WHERE id = ?1",
+                                     "prepare raise CA CRL number")) {}
 
   void insert(CaRecord& record) override {
     static constexpr std::string_view kOp = "insert CA";
@@ -351,6 +356,13 @@ class SqliteCaRepository final : public CaRepository {
     if (rc != SQLITE_DONE) q.fail(rc);
     record.id = sqlite3_last_insert_rowid(db_.handle());
     record.created_at = std::move(created_at);
+    if (record.crl_number > 0) {
+      // A version that already issued CRLs (imported): the CA's numbers go on from there.
+      Query raise(db_, raise_crl_number_.get(), kOp);
+      raise.bind(1, record.ca_id);
+      raise.bind(2, record.crl_number);
+      raise.run();
+    }
   }
 
   std::vector<CaVersionRecord> versions(std::int64_t ca_id) override {
@@ -386,6 +398,10 @@ class SqliteCaRepository final : public CaRepository {
     if (!q.next()) throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(version_id));
     std::int64_t number = q.integer(0);
     q.run();  // to SQLITE_DONE: the statement (and, outside a transaction, its write) is complete
+    Query record(db_, set_version_crl_number_.get(), kOp);
+    record.bind(1, version_id);
+    record.bind(2, number);
+    record.run();
     return number;
   }
 
@@ -401,6 +417,8 @@ class SqliteCaRepository final : public CaRepository {
   Stmt find_version_;
   Stmt set_version_state_;
   Stmt next_crl_number_;
+  Stmt set_version_crl_number_;
+  Stmt raise_crl_number_;
 };
 
 // ---- certificates ----

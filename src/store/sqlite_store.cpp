@@ -154,6 +154,14 @@ CREATE INDEX certificates_revoked_by_version
   ON certificates (ca_version_id, length(serial), serial, revoked_at, revocation_reason, status)
   WHERE status = 'revoked';
 )sql",
+    // 3: CRL numbers count per CA, not per version: after a rotation both
+    // versions publish CRLs under the same issuer name, and RFC 5280 5.2.3
+    // wants the numbers of one issuer to keep increasing.
+    R"sql(
+ALTER TABLE cas ADD COLUMN crl_number INTEGER NOT NULL DEFAULT 0
+  CONSTRAINT cas_crl_number_valid CHECK (crl_number >= 0);
+UPDATE cas SET crl_number = (SELECT COALESCE(MAX(crl_number), 0) FROM ca_versions WHERE ca_versions.ca_id = cas.id);
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kSqliteSchemaVersion, "store.hpp's kSqliteSchemaVersion must name the last migration");

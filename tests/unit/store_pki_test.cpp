@@ -238,7 +238,7 @@ class StorePki : public ::testing::Test {
 
 TEST_F(StorePki, NewFileHasLatestSchemaWithPkiTablesAndIndexes) {
   EXPECT_EQ(store_->schema_version(), kSqliteSchemaVersion);
-  EXPECT_EQ(kSqliteSchemaVersion, 2);
+  EXPECT_EQ(kSqliteSchemaVersion, 3);
   RawDb raw(db_path());
   EXPECT_EQ(raw.integer("PRAGMA user_version"), kSqliteSchemaVersion);
   for (const char* table : {"cas", "ca_versions", "certificates"}) {
@@ -537,14 +537,18 @@ TEST_F(StorePki, SetVersionStateRefusesUnknownStatesAndVersions) {
 
 // ---- CRL numbers ----
 
-TEST_F(StorePki, NextCrlNumberIncreasesByOnePerCallAndPerVersion) {
+TEST_F(StorePki, NextCrlNumberIncreasesByOnePerCallAcrossTheVersionsOfACa) {
   add_two_cas();
   for (std::int64_t expected = 1; expected <= 5; ++expected) {
     EXPECT_EQ(store_->cas().next_crl_number(root_v1_.id), expected);
   }
   EXPECT_EQ(store_->cas().find_version(root_v1_.id)->crl_number, 5);
-  EXPECT_EQ(store_->cas().next_crl_number(root_v2_.id), 1);  // each version counts on its own
-  EXPECT_EQ(store_->cas().next_crl_number(root_v1_.id), 6);
+  // Both versions publish under one issuer name: one sequence (RFC 5280 5.2.3).
+  EXPECT_EQ(store_->cas().next_crl_number(root_v2_.id), 6);
+  EXPECT_EQ(store_->cas().next_crl_number(root_v1_.id), 7);
+  EXPECT_EQ(store_->cas().find_version(root_v2_.id)->crl_number, 6) << "each version remembers its last number";
+  // Another CA counts on its own.
+  EXPECT_EQ(store_->cas().next_crl_number(other_v1_.id), 1);
 
   // A version recorded with CRLs already issued (an imported CA) goes on from there.
   CaVersionRecord imported = make_version(other_.id, 2);
@@ -554,7 +558,7 @@ TEST_F(StorePki, NextCrlNumberIncreasesByOnePerCallAndPerVersion) {
 
   // Retired versions keep signing CRLs.
   store_->cas().set_version_state(root_v1_.id, "retired");
-  EXPECT_EQ(store_->cas().next_crl_number(root_v1_.id), 7);
+  EXPECT_EQ(store_->cas().next_crl_number(root_v1_.id), 8);
 
   expect_error([&] { store_->cas().next_crl_number(424242); }, ErrorCode::NotFound);
 }

@@ -193,8 +193,10 @@ class CaRepository {
   virtual std::optional<CaVersionRecord> find_version(std::int64_t version_id) = 0;
   // "active" | "retired". NotFound for an unknown version; InvalidArgument for another state.
   virtual void set_version_state(std::int64_t version_id, std::string_view state) = 0;
-  // Increments the version's CRL number and returns the new value (the first
-  // call on a new version returns 1). Atomic on its own; run it inside a
+  // The next CRL number for a CRL signed by this version: one more than the
+  // last number of any version of the same CA (numbers count per CA, RFC
+  // 5280 5.2.3), recorded on the CA and as the version's last number. The
+  // first call for a new CA returns 1. Atomic on its own; run it inside a
   // Transaction with the CRL's other work, so that a failure gives the number
   // back. Concurrent callers (threads, or processes sharing the database)
   // never get the same number. Works on retired versions too (they keep
@@ -291,7 +293,7 @@ class Transaction {
 
 // The schema version open_sqlite_store brings a database to (the number of
 // migrations this build knows).
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 
 // Opens (creating it when missing) the SQLite store at path: the parent
 // directory is created when missing and the file with mode 0600 whatever the
