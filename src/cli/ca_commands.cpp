@@ -205,12 +205,23 @@ int ca_issue(Context& c) {
   if (vm.count("san")) request.sans = parse_sans(vm["san"].as<std::vector<std::string>>());
   if (vm.count("days")) request.days = vm["days"].as<int>();
 
+  // Output files are made ready first: a path that cannot be written fails
+  // before anything is signed. They are filled once the certificate is recorded.
+  std::optional<PendingFile> out, chain_out;
+  if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
+  if (vm.count("chain-out")) chain_out.emplace(vm["chain-out"].as<std::string>());
   pki::IssuedCertificate issued = c.app().authority().issue(request);
   std::string chain;
   for (const std::string& pem : issued.chain_pem) chain += pem;
-  // Files are written only after the certificate is recorded (and so revocable).
-  if (vm.count("out")) write_file_atomically(vm["out"].as<std::string>(), issued.pem);
-  if (vm.count("chain-out")) write_file_atomically(vm["chain-out"].as<std::string>(), chain);
+  try {
+    if (out) out->commit(issued.pem);
+    if (chain_out) chain_out->commit(chain);
+  } catch (const Error& e) {
+    // Issued and recorded, but not delivered: say how to get it again.
+    throw Error(ErrorCode::FailedPrecondition, std::string(e.what()) + "; certificate " + issued.record.serial +
+                                                   " was issued and recorded: keyhold ca cert --ca " + request.ca +
+                                                   " --serial " + issued.record.serial + " prints it");
+  }
   if (c.json()) {
     print_json(c, {{"serial", issued.record.serial},
                    {"certificate", issued.pem},
@@ -222,8 +233,8 @@ int ca_issue(Context& c) {
                    {"key_uri", issued.key_uri ? nlohmann::json(*issued.key_uri) : nullptr},
                    {"warnings", issued.warnings}});
   } else if (vm.count("out")) {
-    c.out() << "issued certificate " << issued.record.serial << " (" << issued.record.subject << ") valid until "
-            << issued.record.not_after << " to " << vm["out"].as<std::string>() << "\n";
+    c.out() << "issued certificate " << issued.record.serial << " (" << issued.record.subject << "), valid until "
+            << issued.record.not_after << ", written to " << vm["out"].as<std::string>() << "\n";
     if (issued.key_uri) c.out() << "its key stays in the token: " << *issued.key_uri << "\n";
   } else {
     c.out() << issued.pem;
@@ -243,13 +254,20 @@ int ca_revoke(Context& c) {
                                                 "' (keyCompromise, cACompromise, affiliationChanged, superseded, "
                                                 "cessationOfOperation, unspecified)");
   }
-  store::CertificateRecord record = c.app().authority().revoke(vm["ca"].as<std::string>(), vm["serial"].as<std::string>(), *reason);
+  std::string ca = vm["ca"].as<std::string>();
+  store::CertificateRecord record = c.app().authority().revoke(ca, vm["serial"].as<std::string>(), *reason);
+  // The CRL of the version that issued it lists it; after a rotation that is an older version.
+  int version = c.app().authority().issuing_version(ca, record);
+  bool current = c.app().authority().show(ca).versions.back().version == version;
+  std::string crl_command = "keyhold ca crl --ca " + ca + (current ? "" : " --version " + std::to_string(version));
   if (c.json()) {
-    print_json(c, {{"serial", record.serial}, {"revoked_at", *record.revoked_at}, {"reason", *record.revocation_reason}});
+    print_json(c, {{"serial", record.serial},
+                   {"revoked_at", *record.revoked_at},
+                   {"reason", *record.revocation_reason},
+                   {"ca_version", version}});
   } else {
     c.out() << "revoked certificate " << record.serial << " (" << record.subject << ") at " << *record.revoked_at << ", reason "
-            << *record.revocation_reason << "; it appears in the next CRL (keyhold ca crl --ca " << vm["ca"].as<std::string>()
-            << ")\n";
+            << *record.revocation_reason << "; it appears in the next CRL of version " << version << " (" << crl_command << ")\n";
   }
   return kExitOk;
 }
@@ -261,26 +279,42 @@ int ca_crl(Context& c) {
   po::variables_map vm = parse_arguments(c.args(), options, {});
   std::optional<int> version;
   if (vm.count("version")) version = vm["version"].as<int>();
+  std::optional<PendingFile> out;
+  if (vm.count("out")) out.emplace(vm["out"].as<std::string>());
   pki::CrlResult crl = c.app().authority().crl(vm["ca"].as<std::string>(), version);
-  std::string content;
-  if (vm["der"].as<bool>()) {
-    content.assign(crl.der.begin(), crl.der.end());
-  } else {
-    std::string b64 = to_base64(crl.der);
-    content = "-----BEGIN X509 CRL-----\n";
-    for (std::size_t i = 0; i < b64.size(); i += 64) content += b64.substr(i, 64) + "\n";
-    content += "-----END X509 CRL-----\n";
-  }
-  if (vm.count("out")) {
-    write_file_atomically(vm["out"].as<std::string>(), content);
-    if (c.json()) {
-      print_json(c, {{"number", crl.number}, {"ca_version", crl.version}, {"revoked", crl.revoked}, {"file", vm["out"].as<std::string>()}});
+  std::string pem = to_pem("X509 CRL", crl.der);
+  std::string content = vm["der"].as<bool>() ? std::string(crl.der.begin(), crl.der.end()) : pem;
+  if (out) out->commit(content);
+  if (c.json()) {
+    nlohmann::json j = {{"number", crl.number}, {"ca_version", crl.version}, {"revoked", crl.revoked}};
+    if (out) {
+      j["file"] = out->path().string();
     } else {
-      c.out() << "CRL number " << crl.number << " of CA version " << crl.version << " with " << crl.revoked
-              << " revoked certificates written to " << vm["out"].as<std::string>() << "\n";
+      j["crl"] = pem;
     }
+    print_json(c, j);
+  } else if (out) {
+    c.out() << "CRL number " << crl.number << " of CA version " << crl.version << " listing " << crl.revoked << " revoked certificate"
+            << (crl.revoked == 1 ? "" : "s") << ", written to " << out->path().string() << "\n";
   } else {
     c.out() << content;
+  }
+  return kExitOk;
+}
+
+int ca_cert(Context& c) {
+  po::options_description options;
+  options.add_options()("ca", po::value<std::string>()->required(), "")("serial", po::value<std::string>()->required(), "")(
+      "out", po::value<std::string>(), "");
+  po::variables_map vm = parse_arguments(c.args(), options, {});
+  store::CertificateRecord record = c.app().authority().certificate(vm["ca"].as<std::string>(), vm["serial"].as<std::string>());
+  std::string pem = to_pem("CERTIFICATE", record.certificate_der);
+  if (vm.count("out")) {
+    write_file_atomically(vm["out"].as<std::string>(), pem);
+  } else if (c.json()) {
+    print_json(c, {{"serial", record.serial}, {"status", record.status}, {"certificate", pem}});
+  } else {
+    c.out() << pem;
   }
   return kExitOk;
 }
@@ -357,6 +391,7 @@ std::vector<Command> ca_commands() {
       {{"ca", "revoke"}, "ca revoke --ca CA --serial HEX [--reason R]", "revoke a certificate", ca_revoke},
       {{"ca", "crl"}, "ca crl --ca CA [--out FILE] [--der] [--version N]", "sign and print a complete CRL", ca_crl},
       {{"ca", "certs"}, "ca certs --ca CA [--expiring-within 30d] [--status S]", "list issued certificates", ca_certs},
+      {{"ca", "cert"}, "ca cert --ca CA --serial HEX [--out FILE]", "print an issued certificate again", ca_cert},
   };
 }
 

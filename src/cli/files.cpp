@@ -14,27 +14,49 @@
 namespace keyhold::cli {
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view content, unsigned mode) {
-  std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-  std::string temp = (directory / ("." + path.filename().string() + ".XXXXXX")).string();
-  int fd = ::mkstemp(temp.data());
-  if (fd < 0) {
-    throw Error(ErrorCode::InvalidArgument, "cannot write " + path.string() + ": " + std::strerror(errno));
+  PendingFile file(path, mode);
+  file.commit(content);
+}
+
+PendingFile::PendingFile(std::filesystem::path path, unsigned mode) : path_(std::move(path)) {
+  std::filesystem::path directory = path_.has_parent_path() ? path_.parent_path() : ".";
+  temp_ = (directory / ("." + path_.filename().string() + ".XXXXXX")).string();
+  fd_ = ::mkstemp(temp_.data());
+  if (fd_ < 0 || ::fchmod(fd_, mode) != 0) {
+    int saved = errno;
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(temp_.c_str());
+      fd_ = -1;
+    }
+    throw Error(ErrorCode::InvalidArgument, "cannot write " + path_.string() + ": " + std::strerror(saved));
   }
-  bool ok = ::fchmod(fd, mode) == 0;
+}
+
+PendingFile::~PendingFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(temp_.c_str());
+  }
+}
+
+void PendingFile::commit(std::string_view content) {
+  bool ok = fd_ >= 0;
   std::size_t written = 0;
   while (ok && written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    ssize_t n = ::write(fd_, content.data() + written, content.size() - written);
     if (n < 0 && errno == EINTR) continue;
     ok = n > 0;
     if (ok) written += static_cast<std::size_t>(n);
   }
-  ok = ok && ::fsync(fd) == 0;
+  ok = ok && ::fsync(fd_) == 0;
   int saved = errno;
-  ::close(fd);
-  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
+  ::close(fd_);
+  fd_ = -1;
+  if (!ok || ::rename(temp_.c_str(), path_.c_str()) != 0) {
     if (ok) saved = errno;
-    ::unlink(temp.c_str());
-    throw Error(ErrorCode::InvalidArgument, "cannot write " + path.string() + ": " + std::strerror(saved));
+    ::unlink(temp_.c_str());
+    throw Error(ErrorCode::FailedPrecondition, "cannot write " + path_.string() + ": " + std::strerror(saved));
   }
 }
 

@@ -152,7 +152,7 @@ int key_list(Context& c) {
     out << std::left << std::setw(24) << "NAME" << std::setw(10) << "TYPE" << std::setw(9) << "PURPOSE"
         << std::setw(11) << "STATE" << std::setw(10) << "SENSITIVE" << std::setw(12) << "EXTRACTABLE"
         << std::setw(11) << "ALWAYS-SEN" << std::setw(11) << "NEVER-EXTR" << std::setw(7) << "LOCAL"
-        << "CREATED\n";
+        << std::setw(22) << "CREATED" << "USED BY\n";
     for (const auto& d : inventory.keys) {
       out << std::setw(24) << d.record.name << std::setw(10) << d.record.key_type << std::setw(9) << d.record.purpose
           << std::setw(11) << (d.record.state == "active" && !d.token ? "MISSING" : d.record.state);
@@ -165,7 +165,7 @@ int key_list(Context& c) {
         out << std::setw(10) << "-" << std::setw(12) << "-" << std::setw(11) << "-" << std::setw(11) << "-"
             << std::setw(7) << "-";
       }
-      out << d.record.created_at << "\n";
+      out << std::setw(22) << d.record.created_at << d.record.used_by.value_or("-") << "\n";
     }
   }
   bool missing_header = false;

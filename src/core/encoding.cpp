@@ -63,6 +63,13 @@ std::string to_base64(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
+std::string to_pem(std::string_view label, std::span<const std::uint8_t> der) {
+  std::string b64 = to_base64(der);
+  std::string pem = "-----BEGIN " + std::string(label) + "-----\n";
+  for (std::size_t i = 0; i < b64.size(); i += 64) pem += b64.substr(i, 64) + "\n";
+  return pem + "-----END " + std::string(label) + "-----\n";
+}
+
 std::string format_utc(std::chrono::system_clock::time_point t) {
   std::time_t seconds = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};

@@ -188,6 +188,25 @@ std::vector<std::string> warnings_of(const std::vector<LintFinding>& findings) {
   return out;
 }
 
+// The names of a new certificate against the name constraints of every CA
+// above it (RFC 5280 4.2.1.10), checked before anything is signed: clients
+// would refuse a certificate outside them.
+void check_name_constraints(X509* certificate, const std::vector<std::shared_ptr<X509>>& issuers,
+                            const std::string& ca_name) {
+  for (const std::shared_ptr<X509>& issuer : issuers) {
+    auto* constraints = static_cast<NAME_CONSTRAINTS*>(X509_get_ext_d2i(issuer.get(), NID_name_constraints, nullptr, nullptr));
+    if (constraints == nullptr) continue;
+    int rc = NAME_CONSTRAINTS_check(certificate, constraints);
+    if (rc == X509_V_OK) rc = NAME_CONSTRAINTS_check_CN(certificate, constraints);
+    NAME_CONSTRAINTS_free(constraints);
+    if (rc != X509_V_OK) {
+      throw Error(ErrorCode::InvalidArgument, "the requested names are outside the name constraints of " +
+                                                  name_to_string(X509_get_subject_name(issuer.get())) + " above CA '" +
+                                                  ca_name + "' (" + X509_verify_cert_error_string(rc) + ")");
+    }
+  }
+}
+
 // After signing: the whole certificate passes the linter (outer and inner
 // algorithm identical) and its signature verifies with the issuer's key.
 void check_signed(const X509* certificate, CertificateKind kind, const IssuerFacts& facts,
@@ -201,6 +220,17 @@ void check_signed(const X509* certificate, CertificateKind kind, const IssuerFac
     ERR_clear_error();
     throw Error(ErrorCode::Internal, "the token's signature on the new certificate does not verify");
   }
+}
+
+std::shared_ptr<X509> shared_certificate(std::span<const std::uint8_t> der) {
+  return std::shared_ptr<X509>(certificate_from_der(der).release(), X509_free);
+}
+
+// A CA's certificates start no earlier than a minute ago, and never before their issuer's.
+Clock::time_point start_time(Clock::time_point now, const X509* issuer) {
+  Clock::time_point not_before = now - kBackdate;
+  if (issuer != nullptr) not_before = std::max(not_before, asn1_time_point(X509_get0_notBefore(issuer)));
+  return not_before;
 }
 
 std::string ca_key_name(const std::string& ca, int version) { return "ca." + ca + ".v" + std::to_string(version); }
@@ -222,25 +252,76 @@ std::string_view to_string(RevocationReason reason) {
   return "unspecified";
 }
 
+// What never changes for a CA version once it exists.
+struct Authority::VersionState {
+  std::shared_ptr<X509> certificate;
+  std::vector<std::shared_ptr<X509>> chain;  // this version's certificate first, then its issuers up to the root
+  std::vector<std::string> chain_pem;
+  std::string serial;                        // of its certificate, as the store writes serials
+  crypto::SignatureAlgorithm algorithm;
+};
+
 struct Authority::CaContext {
   store::CaRecord ca;
   store::CaVersionRecord version;  // the current (issuing) version
-  X509Ptr certificate;
-  crypto::SignatureAlgorithm algorithm;
-  std::shared_ptr<const crypto::Signer> signer;
+  std::shared_ptr<const VersionState> state;
+  std::shared_ptr<const crypto::Signer> signer;  // only when loaded for signing (needs the login)
+  X509* certificate() const { return state->certificate.get(); }
 };
 
 Authority::Authority(KeyVault& keys, store::Store& store, AuthoritySettings settings)
     : keys_(keys), store_(store), settings_(std::move(settings)), certificate_commits_(store) {}
 
-Authority::CaContext Authority::load(const std::string& name) {
+std::shared_ptr<const Authority::VersionState> Authority::state_of(const store::CaRecord& ca,
+                                                                   const store::CaVersionRecord& version, int depth) {
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (auto it = states_.find(version.id); it != states_.end()) return it->second;
+  }
+  auto state = std::make_shared<VersionState>();
+  state->certificate = shared_certificate(version.certificate_der);
+  state->algorithm = algorithm_for(version.key_type);
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(state->certificate.get());
+  state->serial = serial_text(std::span<const std::uint8_t>(ASN1_STRING_get0_data(serial),
+                                                            static_cast<std::size_t>(ASN1_STRING_length(serial))));
+  state->chain.push_back(state->certificate);
+  state->chain_pem.push_back(certificate_pem(version.certificate_der));
+  // The issuer: the parent's version whose key identifier is this certificate's AKI.
+  if (!self_signed(state->certificate.get()) && ca.parent_id && depth < 16) {
+    std::vector<std::uint8_t> aki = authority_key_identifier(state->certificate.get());
+    if (std::optional<store::CaRecord> parent = store_.cas().find_by_id(*ca.parent_id)) {
+      for (const store::CaVersionRecord& v : store_.cas().versions(parent->id)) {
+        if (v.subject_key_id != aki) continue;
+        std::shared_ptr<const VersionState> issuer = state_of(*parent, v, depth + 1);
+        state->chain.insert(state->chain.end(), issuer->chain.begin(), issuer->chain.end());
+        state->chain_pem.insert(state->chain_pem.end(), issuer->chain_pem.begin(), issuer->chain_pem.end());
+        break;
+      }
+    }
+  }
+  std::lock_guard lock(cache_mutex_);
+  return states_.emplace(version.id, std::move(state)).first->second;
+}
+
+std::shared_ptr<const crypto::Signer> Authority::signer_of(const store::CaVersionRecord& version) {
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (auto it = signers_.find(version.id); it != signers_.end()) return it->second;
+  }
+  // Checked once per process: the key must be in the token and safe to use.
+  std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(version.key_object_id);
+  std::lock_guard lock(cache_mutex_);
+  return signers_.emplace(version.id, std::move(signer)).first->second;
+}
+
+Authority::CaContext Authority::load(const std::string& name, bool for_signing) {
   validate_name("CA", name);
   std::optional<store::CaRecord> ca = store_.cas().find(name);
   if (!ca) throw Error(ErrorCode::NotFound, "no CA named '" + name + "' ('keyhold ca list' shows the CAs)");
   std::optional<store::CaVersionRecord> version = store_.cas().current_version(ca->id);
   if (!version) throw Error(ErrorCode::FailedPrecondition, "CA '" + name + "' has no active version");
-  CaContext context{*ca, *version, certificate_from_der(version->certificate_der), algorithm_for(version->key_type),
-                    keys_.signer_for(version->key_object_id)};
+  CaContext context{*ca, *version, state_of(*ca, *version), nullptr};
+  if (for_signing) context.signer = signer_of(*version);
   return context;
 }
 
@@ -252,11 +333,31 @@ store::CaVersionRecord Authority::find_version(const CaContext& context, std::op
   throw Error(ErrorCode::NotFound, "CA '" + context.ca.name + "' has no version " + std::to_string(*number));
 }
 
+void Authority::record_ca_certificate(const CaContext& parent, const std::vector<std::uint8_t>& der,
+                                      const std::string& ca_name, const std::vector<std::uint8_t>& key_id,
+                                      const std::string& now) {
+  X509Ptr certificate = certificate_from_der(der);
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(certificate.get());
+  store::CertificateRecord record;
+  record.serial = serial_text(std::span<const std::uint8_t>(ASN1_STRING_get0_data(serial),
+                                                            static_cast<std::size_t>(ASN1_STRING_length(serial))));
+  record.ca_version_id = parent.version.id;
+  record.subject = name_to_string(X509_get_subject_name(certificate.get()));
+  record.profile = "ca:" + ca_name;
+  record.not_before = rfc3339(asn1_time_point(X509_get0_notBefore(certificate.get())));
+  record.not_after = rfc3339(asn1_time_point(X509_get0_notAfter(certificate.get())));
+  record.requester = "keyhold";
+  record.key_object_id = key_id;
+  record.certificate_der = der;
+  record.created_at = now;
+  store_.certificates().insert(record);
+}
+
 CaDetails Authority::show(const std::string& name) {
   validate_name("CA", name);
   std::optional<store::CaRecord> ca = store_.cas().find(name);
   if (!ca) throw Error(ErrorCode::NotFound, "no CA named '" + name + "' ('keyhold ca list' shows the CAs)");
-  CaDetails details{*ca, store_.cas().versions(ca->id), std::nullopt};
+  CaDetails details{*ca, store_.cas().versions(ca->id), std::nullopt, {}};
   if (ca->parent_id) {
     if (auto parent = store_.cas().find_by_id(*ca->parent_id)) details.parent_name = parent->name;
   }
@@ -297,18 +398,16 @@ CaDetails Authority::create_ca(const NewCa& request) {
   }
 
   Clock::time_point now = settings_.now();
-  Clock::time_point not_before = now - kBackdate;
   Clock::time_point not_after = now + std::chrono::days(request.days);
-
   std::optional<CaContext> parent;
   if (request.parent) {
-    parent.emplace(load(*request.parent));
-    int parent_path = path_length(parent->certificate.get());
+    parent.emplace(load(*request.parent, true));
+    int parent_path = path_length(parent->certificate());
     if (parent_path == 0) {
       throw Error(ErrorCode::PermissionDenied, "CA '" + *request.parent +
                                                    "' may not issue CA certificates (its pathLenConstraint is 0)");
     }
-    Clock::time_point parent_end = asn1_time_point(X509_get0_notAfter(parent->certificate.get()));
+    Clock::time_point parent_end = asn1_time_point(X509_get0_notAfter(parent->certificate()));
     if (not_after > parent_end) {
       throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(request.days) + " ends after CA '" +
                                                   *request.parent + "' expires (" + rfc3339(parent_end) + ")");
@@ -318,6 +417,7 @@ CaDetails Authority::create_ca(const NewCa& request) {
                                                   std::to_string(parent_path) + ")");
     }
   }
+  Clock::time_point not_before = start_time(now, parent ? parent->certificate() : nullptr);
 
   std::string key_name = ca_key_name(request.name, 1);
   crypto::TokenKey key = keys_.create_key(key_name, request.key_type, ca_key_use(request.name, 1));
@@ -327,13 +427,13 @@ CaDetails Authority::create_ca(const NewCa& request) {
     X509_set_version(certificate.get(), X509_VERSION_3);
     set_serial(certificate.get(), new_serial(keys_.ring()));
     X509_set_subject_name(certificate.get(), subject.get());
-    X509_set_issuer_name(certificate.get(), parent ? X509_get_subject_name(parent->certificate.get()) : subject.get());
+    X509_set_issuer_name(certificate.get(), parent ? X509_get_subject_name(parent->certificate()) : subject.get());
     set_time(X509_getm_notBefore(certificate.get()), not_before);
     set_time(X509_getm_notAfter(certificate.get()), not_after);
     X509_set_pubkey(certificate.get(), own_signer->public_key().evp());
 
     X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, parent ? parent->certificate.get() : certificate.get(), certificate.get(), nullptr, nullptr, 0);
+    X509V3_set_ctx(&ctx, parent ? parent->certificate() : certificate.get(), certificate.get(), nullptr, nullptr, 0);
     std::string basic = "critical,CA:TRUE";
     if (request.path_length) basic += ",pathlen:" + std::to_string(*request.path_length);
     add_extension(certificate.get(), &ctx, NID_basic_constraints, basic);
@@ -343,15 +443,15 @@ CaDetails Authority::create_ca(const NewCa& request) {
       for (const std::string& dns : request.permitted_dns) constraints += ",permitted;DNS:" + dns;
       add_extension(certificate.get(), &ctx, NID_name_constraints, constraints);
     }
-    std::vector<std::uint8_t> ski = key_identifier(own_signer->public_key().evp());
-    add_key_identifiers(certificate.get(), ski, parent ? subject_key_identifier(parent->certificate.get()) : ski);
+    std::vector<std::uint8_t> ski = key_identifier(certificate.get());
+    add_key_identifiers(certificate.get(), ski, parent ? parent->version.subject_key_id : ski);
 
     std::shared_ptr<const crypto::Signer> issuer_signer = parent ? parent->signer : own_signer;
     crypto::SignatureAlgorithm algorithm =
-        parent ? parent->algorithm : *crypto::default_signature_algorithm(request.key_type);
+        parent ? parent->state->algorithm : *crypto::default_signature_algorithm(request.key_type);
     IssuerFacts facts;
     if (parent) {
-      facts = facts_of(parent->certificate.get(), algorithm);
+      facts = facts_of(parent->certificate(), algorithm);
     } else {
       facts.subject_key_id = ski;
       facts.subject_name_der = name_der(subject.get());
@@ -390,6 +490,7 @@ CaDetails Authority::create_ca(const NewCa& request) {
     store_.cas().insert(ca);
     version.ca_id = ca.id;
     store_.cas().insert_version(version);
+    if (parent) record_ca_certificate(*parent, version.certificate_der, request.name, key.id, ca.created_at);
     tx.commit();
   } catch (...) {
     keys_.discard_key(key_name);
@@ -409,6 +510,18 @@ CaDetails Authority::import_ca(const std::string& name, std::string_view certifi
   std::optional<crypto::TokenKey> key = keys_.ring().find_by_uri(key_uri);
   if (!key) throw Error(ErrorCode::NotFound, "the token has no key matching " + std::string(key_uri));
   std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(key->id);  // refuses unsafe keys, with the reason
+  // keyhold makes CA keys that may sign and nothing else; a key made by
+  // another tool often may do more (SoftHSM's defaults add decrypt and
+  // unwrap). keyhold only signs with it, and says so.
+  std::vector<std::string> warnings;
+  if (key->attributes.decrypt || key->attributes.unwrap || key->attributes.derive) {
+    std::string extra;
+    for (const std::string& u : key->attributes.usages()) {
+      if (u != "sign") extra += (extra.empty() ? "" : ", ") + u;
+    }
+    warnings.push_back("key " + std::string(key_uri) + " may also " + extra +
+                       "; keyhold only signs with it, but a CA key made for the purpose would be sign-only");
+  }
   EVP_PKEY* certificate_key = X509_get0_pubkey(certificate.get());
   if (certificate_key == nullptr || EVP_PKEY_eq(certificate_key, signer->public_key().evp()) != 1) {
     ERR_clear_error();
@@ -454,28 +567,31 @@ CaDetails Authority::import_ca(const std::string& name, std::string_view certifi
     store_.cas().insert_version(version);
     tx.commit();
   }
-  return show(name);
+  for (const std::string& w : warnings) log::warn(w);
+  CaDetails details = show(name);
+  details.warnings = std::move(warnings);
+  return details;
 }
 
 CaDetails Authority::rotate(const std::string& name) {
-  CaContext current = load(name);
+  CaContext current = load(name, false);
   std::vector<store::CaVersionRecord> versions = store_.cas().versions(current.ca.id);
   int next = versions.back().version + 1;
-  bool root = self_signed(current.certificate.get());
+  bool root = self_signed(current.certificate());
   std::optional<CaContext> parent;
   if (!root) {
     if (!current.ca.parent_id) {
       throw Error(ErrorCode::FailedPrecondition, "the issuer of CA '" + name + "' is not managed by keyhold, so keyhold cannot rotate it");
     }
     std::optional<store::CaRecord> parent_record = store_.cas().find_by_id(*current.ca.parent_id);
-    parent.emplace(load(parent_record->name));
+    parent.emplace(load(parent_record->name, true));
   }
   Clock::time_point now = settings_.now();
-  auto lifetime = asn1_time_point(X509_get0_notAfter(current.certificate.get())) -
-                  asn1_time_point(X509_get0_notBefore(current.certificate.get()));
-  Clock::time_point not_before = now - kBackdate;
+  auto lifetime = asn1_time_point(X509_get0_notAfter(current.certificate())) -
+                  asn1_time_point(X509_get0_notBefore(current.certificate()));
+  Clock::time_point not_before = start_time(now, parent ? parent->certificate() : nullptr);
   Clock::time_point not_after = not_before + lifetime;
-  if (parent) not_after = std::min(not_after, asn1_time_point(X509_get0_notAfter(parent->certificate.get())));
+  if (parent) not_after = std::min(not_after, asn1_time_point(X509_get0_notAfter(parent->certificate())));
   crypto::KeyType type = *crypto::parse_key_type(current.version.key_type);
 
   std::string key_name = ca_key_name(name, next);
@@ -485,32 +601,32 @@ CaDetails Authority::rotate(const std::string& name) {
     X509Ptr certificate(X509_new());
     X509_set_version(certificate.get(), X509_VERSION_3);
     set_serial(certificate.get(), new_serial(keys_.ring()));
-    X509_set_subject_name(certificate.get(), X509_get_subject_name(current.certificate.get()));
-    X509_set_issuer_name(certificate.get(), root ? X509_get_subject_name(current.certificate.get())
-                                                 : X509_get_subject_name(parent->certificate.get()));
+    X509_set_subject_name(certificate.get(), X509_get_subject_name(current.certificate()));
+    X509_set_issuer_name(certificate.get(), root ? X509_get_subject_name(current.certificate())
+                                                 : X509_get_subject_name(parent->certificate()));
     set_time(X509_getm_notBefore(certificate.get()), not_before);
     set_time(X509_getm_notAfter(certificate.get()), not_after);
     X509_set_pubkey(certificate.get(), own_signer->public_key().evp());
     // The constraints of the CA stay as they were.
     for (int nid : {NID_basic_constraints, NID_key_usage, NID_name_constraints}) {
-      int index = X509_get_ext_by_NID(current.certificate.get(), nid, -1);
-      if (index >= 0) X509_add_ext(certificate.get(), X509_get_ext(current.certificate.get(), index), -1);
+      int index = X509_get_ext_by_NID(current.certificate(), nid, -1);
+      if (index >= 0) X509_add_ext(certificate.get(), X509_get_ext(current.certificate(), index), -1);
     }
-    std::vector<std::uint8_t> ski = key_identifier(own_signer->public_key().evp());
-    add_key_identifiers(certificate.get(), ski, root ? ski : subject_key_identifier(parent->certificate.get()));
+    std::vector<std::uint8_t> ski = key_identifier(certificate.get());
+    add_key_identifiers(certificate.get(), ski, root ? ski : parent->version.subject_key_id);
 
     std::shared_ptr<const crypto::Signer> issuer_signer = root ? own_signer : parent->signer;
-    crypto::SignatureAlgorithm algorithm = root ? current.algorithm : parent->algorithm;
+    crypto::SignatureAlgorithm algorithm = root ? current.state->algorithm : parent->state->algorithm;
     IssuerFacts facts;
     if (root) {
       facts.subject_key_id = ski;
-      facts.subject_name_der = name_der(X509_get_subject_name(current.certificate.get()));
+      facts.subject_name_der = name_der(X509_get_subject_name(current.certificate()));
       facts.not_before = not_before;
       facts.not_after = not_after;
       facts.signature_algorithm = algorithm;
       facts.self_signed = true;
     } else {
-      facts = facts_of(parent->certificate.get(), algorithm);
+      facts = facts_of(parent->certificate(), algorithm);
     }
     sign_linted(
         issuer_signer, algorithm,
@@ -533,6 +649,7 @@ CaDetails Authority::rotate(const std::string& name) {
     store_.cas().insert_version(version);
     // The old version issues no more; it still signs CRLs for what it issued.
     store_.cas().set_version_state(current.version.id, "retired");
+    if (parent) record_ca_certificate(*parent, version.certificate_der, name, key.id, version.created_at);
     tx.commit();
   } catch (...) {
     keys_.discard_key(key_name);
@@ -542,29 +659,20 @@ CaDetails Authority::rotate(const std::string& name) {
 }
 
 std::vector<std::string> Authority::chain(const std::string& name, std::optional<int> version) {
-  CaContext context = load(name);
-  std::vector<std::string> chain;
-  X509Ptr certificate = certificate_from_der(find_version(context, version).certificate_der);
-  std::optional<std::int64_t> parent_id = context.ca.parent_id;
-  for (int depth = 0; depth < 16; ++depth) {
-    chain.push_back(certificate_pem(certificate_der(certificate.get())));
-    if (self_signed(certificate.get()) || !parent_id) break;
-    // The parent's version that issued this certificate: its SKI is our AKI.
-    std::vector<std::uint8_t> aki = authority_key_identifier(certificate.get());
-    std::optional<store::CaVersionRecord> issuer;
-    for (const store::CaVersionRecord& v : store_.cas().versions(*parent_id)) {
-      if (v.subject_key_id == aki) issuer = v;
-    }
-    if (!issuer) break;
-    certificate = certificate_from_der(issuer->certificate_der);
-    parent_id = store_.cas().find_by_id(*parent_id)->parent_id;
-  }
-  return chain;
+  CaContext context = load(name, false);
+  return state_of(context.ca, find_version(context, version))->chain_pem;
 }
 
 IssuedCertificate Authority::issue(const IssueRequest& request) {
-  CaContext ca = load(request.ca);
-  if (X509_check_ca(ca.certificate.get()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
+  CaContext ca = load(request.ca, true);
+  if (X509_check_ca(ca.certificate()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
+  // A CA whose own certificate its parent revoked issues nothing more.
+  if (std::optional<store::CertificateRecord> own = store_.certificates().find(ca.state->serial);
+      own && own->status == "revoked") {
+    throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' version " + std::to_string(ca.version.version) +
+                                                   " was revoked at " + own->revoked_at.value_or("?") +
+                                                   "; rotate it (keyhold ca rotate " + request.ca + ")");
+  }
   auto profile_it = settings_.profiles.find(request.profile);
   if (profile_it == settings_.profiles.end()) {
     std::string known;
@@ -620,9 +728,9 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
   std::vector<std::string> warnings = decision.warnings;
 
   Clock::time_point now = settings_.now();
-  Clock::time_point not_before = now - kBackdate;
+  Clock::time_point not_before = start_time(now, ca.certificate());
   Clock::time_point not_after = now + std::chrono::days(decision.days);
-  Clock::time_point ca_end = asn1_time_point(X509_get0_notAfter(ca.certificate.get()));
+  Clock::time_point ca_end = asn1_time_point(X509_get0_notAfter(ca.certificate()));
   if (not_after > ca_end) {
     if (request.days) {
       throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(*request.days) + " ends after CA '" +
@@ -632,6 +740,13 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
     warnings.push_back("validity shortened to end with CA '" + request.ca + "' (" + rfc3339(ca_end) + ")");
   }
   X509NamePtr subject = make_name(decision.subject);
+
+  // The certificate without serial and signature: checked against the name
+  // constraints above the CA before any key is made or anything signed.
+  X509Ptr draft(X509_new());
+  X509_set_subject_name(draft.get(), subject.get());
+  add_subject_alt_names(draft.get(), checked.sans, false);
+  check_name_constraints(draft.get(), ca.state->chain, request.ca);
 
   // The subject's key: the CSR's, or a new one made in the token.
   std::optional<std::string> key_name;
@@ -646,15 +761,14 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
   }
 
   try {
-    IssuerFacts facts = facts_of(ca.certificate.get(), ca.algorithm);
-    std::vector<std::uint8_t> ca_ski = subject_key_identifier(ca.certificate.get());
+    IssuerFacts facts = facts_of(ca.certificate(), ca.state->algorithm);
     for (int attempt = 0;; ++attempt) {
       std::vector<std::uint8_t> serial = new_serial(keys_.ring());
       X509Ptr certificate(X509_new());
       X509_set_version(certificate.get(), X509_VERSION_3);
       set_serial(certificate.get(), serial);
       X509_set_subject_name(certificate.get(), subject.get());
-      X509_set_issuer_name(certificate.get(), X509_get_subject_name(ca.certificate.get()));
+      X509_set_issuer_name(certificate.get(), X509_get_subject_name(ca.certificate()));
       set_time(X509_getm_notBefore(certificate.get()), not_before);
       set_time(X509_getm_notAfter(certificate.get()), not_after);
       X509_set_pubkey(certificate.get(), subject_key->evp());
@@ -662,7 +776,7 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       // Extensions come from the profile only: keyhold never copies key
       // usage, EKU, basic constraints or anything else from a CSR.
       X509V3_CTX ctx;
-      X509V3_set_ctx(&ctx, ca.certificate.get(), certificate.get(), nullptr, nullptr, 0);
+      X509V3_set_ctx(&ctx, ca.certificate(), certificate.get(), nullptr, nullptr, 0);
       add_extension(certificate.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
       std::string usage = "critical";
       for (const std::string& u : decision.key_usage) usage += "," + openssl_usage_name(u);
@@ -671,7 +785,7 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       for (const std::string& u : profile.extended_key_usage) eku += (eku.empty() ? "" : ",") + openssl_usage_name(u);
       if (!eku.empty()) add_extension(certificate.get(), &ctx, NID_ext_key_usage, eku);
       add_subject_alt_names(certificate.get(), checked.sans, X509_NAME_entry_count(subject.get()) == 0);
-      add_key_identifiers(certificate.get(), key_identifier(subject_key->evp()), ca_ski);
+      add_key_identifiers(certificate.get(), key_identifier(certificate.get()), ca.version.subject_key_id);
       if (!profile.crl_distribution_points.empty()) {
         std::string points;
         for (const std::string& url : profile.crl_distribution_points) points += (points.empty() ? "URI:" : ",URI:") + url;
@@ -683,7 +797,7 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       if (!aia.empty()) add_extension(certificate.get(), &ctx, NID_info_access, aia);
 
       std::vector<LintFinding> findings = sign_linted(
-          ca.signer, ca.algorithm,
+          ca.signer, ca.state->algorithm,
           [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_certificate(tbs, CertificateKind::Leaf, facts); },
           [&](EVP_MD_CTX* md) { return X509_sign_ctx(certificate.get(), md); }, "certificate");
       check_signed(certificate.get(), CertificateKind::Leaf, facts, ca.signer->public_key());
@@ -716,7 +830,7 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       IssuedCertificate issued;
       issued.record = record;
       issued.pem = certificate_pem(record.certificate_der);
-      issued.chain_pem = chain(request.ca);
+      issued.chain_pem = ca.state->chain_pem;  // the chain of the version that signed
       if (generated) issued.key_uri = generated->uri;
       issued.warnings = std::move(warnings);
       for (const std::string& w : issued.warnings) log::warn(w);
@@ -728,34 +842,44 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
   }
 }
 
-store::CertificateRecord Authority::revoke(const std::string& ca_name, const std::string& serial_hex,
-                                           RevocationReason reason) {
+store::CertificateRecord Authority::certificate(const std::string& ca_name, const std::string& serial_hex) {
   std::string serial = normalise_serial(serial_hex);
-  CaContext ca = load(ca_name);
+  CaContext ca = load(ca_name, false);
   std::optional<store::CertificateRecord> record = store_.certificates().find(serial);
   bool ours = false;
   if (record) {
     for (const store::CaVersionRecord& v : store_.cas().versions(ca.ca.id)) ours = ours || v.id == record->ca_version_id;
   }
-  if (!ours) {
-    throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' issued no certificate with serial " + serial);
+  if (!ours) throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' issued no certificate with serial " + serial);
+  return *record;
+}
+
+int Authority::issuing_version(const std::string& ca_name, const store::CertificateRecord& record) {
+  CaContext ca = load(ca_name, false);
+  for (const store::CaVersionRecord& v : store_.cas().versions(ca.ca.id)) {
+    if (v.id == record.ca_version_id) return v.version;
   }
-  store_.certificates().revoke(serial, rfc3339(settings_.now()), to_string(reason));
-  return *store_.certificates().find(serial);
+  throw Error(ErrorCode::NotFound, "CA '" + ca_name + "' did not issue certificate " + record.serial);
+}
+
+store::CertificateRecord Authority::revoke(const std::string& ca_name, const std::string& serial_hex,
+                                           RevocationReason reason) {
+  store::CertificateRecord record = certificate(ca_name, serial_hex);
+  store_.certificates().revoke(record.serial, rfc3339(settings_.now()), to_string(reason));
+  return *store_.certificates().find(record.serial);
 }
 
 CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_number) {
-  CaContext current = load(ca_name);
+  CaContext current = load(ca_name, false);
   store::CaVersionRecord version = find_version(current, version_number);
-  X509Ptr ca_certificate = certificate_from_der(version.certificate_der);
-  crypto::SignatureAlgorithm algorithm = algorithm_for(version.key_type);
-  std::shared_ptr<const crypto::Signer> signer = keys_.signer_for(version.key_object_id);
+  std::shared_ptr<const VersionState> state = state_of(current.ca, version);
+  std::shared_ptr<const crypto::Signer> signer = signer_of(version);
   std::vector<store::RevokedEntry> revoked = store_.certificates().revoked(version.id);
 
   Clock::time_point now = settings_.now();
   X509CrlPtr crl(X509_CRL_new());
   X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2);
-  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca_certificate.get()));
+  X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(state->certificate.get()));
   CPtr<ASN1_TIME, &ASN1_TIME_free> this_update(ASN1_TIME_new()), next_update(ASN1_TIME_new());
   set_time(this_update.get(), now);
   set_time(next_update.get(), now + settings_.crl_next_update);
@@ -786,26 +910,30 @@ CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_
   ASN1_OCTET_STRING_set(aki->keyid, version.subject_key_id.data(), static_cast<int>(version.subject_key_id.size()));
   X509_CRL_add1_ext_i2d(crl.get(), NID_authority_key_identifier, aki.get(), 0, 0);
 
-  IssuerFacts facts = facts_of(ca_certificate.get(), algorithm);
+  IssuerFacts facts = facts_of(state->certificate.get(), state->algorithm);
   CrlResult result;
   store::Transaction tx(store_);
-  // CRL numbers come from the database, so several replicas never reuse one.
+  // CRL numbers come from the database (one sequence per CA), so several
+  // replicas never reuse one.
   result.number = store_.cas().next_crl_number(version.id);
   CPtr<ASN1_INTEGER, &ASN1_INTEGER_free> number(ASN1_INTEGER_new());
   ASN1_INTEGER_set_int64(number.get(), result.number);
   X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number.get(), 0, 0);
   sign_linted(
-      signer, algorithm, [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_crl(tbs, facts); },
+      signer, state->algorithm, [&facts](std::span<const std::uint8_t> tbs) { return lint_tbs_crl(tbs, facts); },
       [&](EVP_MD_CTX* md) { return X509_CRL_sign_ctx(crl.get(), md); }, "CRL");
-  if (X509_CRL_verify(crl.get(), signer->public_key().evp()) != 1) {
-    ERR_clear_error();
-    throw Error(ErrorCode::Internal, "the token's signature on the new CRL does not verify");
-  }
   unsigned char* out = nullptr;
   int length = i2d_X509_CRL(crl.get(), &out);
   if (length <= 0) openssl_failure("encoding the CRL");
   result.der.assign(out, out + length);
   OPENSSL_free(out);
+  // As for certificates: the signed CRL passes the linter whole, and its signature verifies.
+  std::vector<LintFinding> findings = lint_crl(result.der, facts);
+  if (has_errors(findings)) throw Error(ErrorCode::Internal, "the signed CRL fails the linter: " + describe(findings, "CRL"));
+  if (X509_CRL_verify(crl.get(), signer->public_key().evp()) != 1) {
+    ERR_clear_error();
+    throw Error(ErrorCode::Internal, "the token's signature on the new CRL does not verify");
+  }
   tx.commit();
   result.version = version.version;
   result.revoked = revoked.size();
@@ -814,7 +942,7 @@ CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_
 
 std::vector<store::CertificateRecord> Authority::certificates(const std::string& ca_name,
                                                               const store::CertificateFilter& filter) {
-  CaContext ca = load(ca_name);
+  CaContext ca = load(ca_name, false);
   store::CertificateFilter f = filter;
   f.ca_id = ca.ca.id;
   if (!f.now) f.now = rfc3339(settings_.now());

@@ -200,14 +200,7 @@ X509Ptr parse_certificate(std::string_view pem_or_der) {
   }
 }
 
-std::string certificate_pem(std::span<const std::uint8_t> der) {
-  X509Ptr certificate = certificate_from_der(der);
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), certificate.get());
-  char* data = nullptr;
-  long length = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(length));
-}
+std::string certificate_pem(std::span<const std::uint8_t> der) { return to_pem("CERTIFICATE", der); }
 
 Clock::time_point asn1_time_point(const ASN1_TIME* time) {
   std::tm tm{};
@@ -217,17 +210,15 @@ Clock::time_point asn1_time_point(const ASN1_TIME* time) {
 
 std::string rfc3339(Clock::time_point t) { return format_utc(t); }
 
-std::vector<std::uint8_t> key_identifier(EVP_PKEY* public_key) {
-  X509_PUBKEY* pubkey = nullptr;
-  if (X509_PUBKEY_set(&pubkey, public_key) != 1) openssl_failure("reading a public key");
-  const unsigned char* bits = nullptr;
-  int length = 0;
-  X509_PUBKEY_get0_param(nullptr, &bits, &length, nullptr, pubkey);
+std::vector<std::uint8_t> key_identifier(const X509* certificate) {
+  const ASN1_BIT_STRING* bits = X509_get0_pubkey_bitstr(certificate);
+  if (bits == nullptr) openssl_failure("reading a certificate's public key");
   unsigned char digest[20];
   unsigned int digest_length = 0;
-  bool ok = EVP_Digest(bits, static_cast<std::size_t>(length), digest, &digest_length, EVP_sha1(), nullptr) == 1;
-  X509_PUBKEY_free(pubkey);
-  if (!ok) openssl_failure("hashing a public key");
+  if (EVP_Digest(ASN1_STRING_get0_data(bits), static_cast<std::size_t>(ASN1_STRING_length(bits)), digest, &digest_length,
+                 EVP_sha1(), nullptr) != 1) {
+    openssl_failure("hashing a public key");
+  }
   return std::vector<std::uint8_t>(digest, digest + digest_length);
 }
 

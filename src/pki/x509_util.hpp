@@ -42,13 +42,14 @@ std::vector<std::uint8_t> certificate_der(const X509* certificate);
 X509Ptr certificate_from_der(std::span<const std::uint8_t> der);
 // PEM or DER; InvalidArgument when neither.
 X509Ptr parse_certificate(std::string_view pem_or_der);
-std::string certificate_pem(std::span<const std::uint8_t> der);
+std::string certificate_pem(std::span<const std::uint8_t> der);  // written from the DER, no parse
 
 Clock::time_point asn1_time_point(const ASN1_TIME* time);
 std::string rfc3339(Clock::time_point t);
 
-// RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING.
-std::vector<std::uint8_t> key_identifier(EVP_PKEY* public_key);
+// RFC 5280 4.2.1.2 method 1: SHA-1 of the certificate's subjectPublicKey BIT
+// STRING (read from the certificate once its public key is set).
+std::vector<std::uint8_t> key_identifier(const X509* certificate);
 std::vector<std::uint8_t> subject_key_identifier(const X509* certificate);  // empty when absent
 
 // Adds an extension from OpenSSL's configuration syntax; values must come

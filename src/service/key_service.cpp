@@ -109,7 +109,7 @@ store::KeyRecord KeyService::destroy(std::string_view name) {
   store::KeyRecord record = active_record(name);
   if (record.used_by) {
     throw Error(ErrorCode::PermissionDenied, "key '" + record.name + "' is in use (" + *record.used_by +
-                                                 "); keyhold destroys it when that is retired");
+                                                 ") and cannot be destroyed while it is");
   }
   try {
     ring_.destroy(record.token_object_id);

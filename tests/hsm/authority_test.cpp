@@ -72,7 +72,7 @@ class AuthorityTest : public ::testing::Test {
   }
 
   // A self-signed CA certificate for a token key, signed in the token through the provider.
-  std::string self_signed_ca(const crypto::TokenKey& key, bool with_ski = true) {
+  std::string self_signed_ca(const crypto::TokenKey& key, bool with_ski = true, long not_before_offset = -60) {
     auto signer = ring_->signer(key.id);
     X509* x = X509_new();
     X509_set_version(x, X509_VERSION_3);
@@ -80,7 +80,7 @@ class AuthorityTest : public ::testing::Test {
     X509_NAME* name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("Imported CA"), -1, -1, 0);
     X509_set_issuer_name(x, name);
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notBefore(x), not_before_offset);
     X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24 * 365);
     X509_set_pubkey(x, signer->public_key().evp());
     X509V3_CTX ctx;
@@ -190,6 +190,32 @@ TEST_F(AuthorityTest, ImportsAKeyMadeByAnotherToolButRefusesMismatchesAndUnsafeK
   // A CA certificate without a subjectKeyIdentifier: refused.
   service::KeyDetails bare = keys_->create("bare-ca-key", crypto::KeyType::EcP256, std::nullopt);
   EXPECT_THROW(authority_->import_ca("bare", self_signed_ca(*bare.token, false), bare.token->uri), Error);
+}
+
+TEST_F(AuthorityTest, ACaValidFromThisSecondIssuesAtOnce) {
+  // Tools like certtool start a CA's validity now: a leaf must not start before it.
+  service::KeyDetails key = keys_->create("fresh-ca-key", crypto::KeyType::EcP256, std::nullopt);
+  authority_->import_ca("fresh", self_signed_ca(*key.token, true, 0), key.token->uri);
+  pki::IssuedCertificate leaf = authority_->issue(leaf_request("fresh", "fresh.example.test"));
+  EXPECT_GE(leaf.record.not_before, authority_->show("fresh").versions[0].not_before);
+}
+
+TEST_F(AuthorityTest, ACaKeyThatMayAlsoDeriveIsImportedWithAWarning) {
+  std::string pin = ThrowawayToken::get().pin_text();
+  testing::ProcessResult made = testing::run_process(
+      {"pkcs11-tool", "--module", ThrowawayToken::module_path(), "--token-label", ThrowawayToken::get().label(), "--login",
+       "--pin", pin, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "two-faced", "--id", "cafe03", "--usage-sign",
+       "--usage-derive"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::optional<crypto::TokenKey> key = ring_->find(*from_hex("cafe03"));
+  ASSERT_TRUE(key.has_value());
+  ASSERT_TRUE(key->attributes.derive);
+  pki::CaDetails ca = authority_->import_ca("two-faced", self_signed_ca(*key), "pkcs11:id=%ca%fe%03");
+  ASSERT_EQ(ca.warnings.size(), 1u);
+  EXPECT_NE(ca.warnings[0].find("derive"), std::string::npos) << ca.warnings[0];
+  // A key keyhold made for a CA draws no such warning.
+  service::KeyDetails own = keys_->create("sign-only-ca-key", crypto::KeyType::EcP256, std::nullopt);
+  EXPECT_TRUE(authority_->import_ca("sign-only", self_signed_ca(*own.token), own.token->uri).warnings.empty());
 }
 
 TEST_F(AuthorityTest, ALintFailureMeansTheTokenIsNeverAskedToSign) {

@@ -323,19 +323,25 @@ TEST(NameConstraints, AreEnforcedByOpenssl) {
                 .exit_code,
             0);
   std::string chain = chain_file("constrained", "constrained-chain.pem");
-  auto issue_under = [&](const std::string& name, const std::string& host) {
-    std::string out = path_in_setup(name + ".pem");
-    ProcessResult r = keyhold({"ca", "issue", "--ca", "constrained", "--profile", "server", "--csr",
-                               make_csr(name, "P-256", "/CN=" + host), "--out", out});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return out;
-  };
-  std::string inside = issue_under("inside", "www.allowed.test");
-  std::string outside = issue_under("outside", "www.elsewhere.test");
+  std::string inside = path_in_setup("inside.pem");
+  ProcessResult r = keyhold({"ca", "issue", "--ca", "constrained", "--profile", "server", "--csr",
+                             make_csr("inside", "P-256", "/CN=www.allowed.test"), "--out", inside});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(openssl_verify(pki.root_pem, chain, inside).exit_code, 0);
-  ProcessResult refused = openssl_verify(pki.root_pem, chain, outside);
-  EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE((refused.out + refused.err).find("permitted subtree violation"), std::string::npos) << refused.out << refused.err;
+
+  // keyhold refuses, before signing, what clients would refuse.
+  testing::ProcessOptions trace;
+  trace.env["KEYHOLD_LOG"] = "trace";
+  int before = count_certificates("constrained");
+  ProcessResult refused = keyhold({"ca", "issue", "--ca", "constrained", "--profile", "server", "--csr",
+                                   make_csr("outside", "P-256", "/CN=www.elsewhere.test"), "--out", path_in_setup("outside.pem")},
+                                  trace);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("outside the name constraints"), std::string::npos) << refused.err;
+  EXPECT_EQ(refused.err.find("pkcs11 C_Sign "), std::string::npos) << "signed although refused";
+  EXPECT_EQ(count_certificates("constrained"), before);
+  EXPECT_FALSE(fs::exists(path_in_setup("outside.pem")));
+
 }
 
 TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
@@ -353,6 +359,8 @@ TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
   };
   std::string old_leaf = issue_under("before-rotation");
   std::string old_chain = chain_file("rotating", "rotating-v1.pem");
+  std::string first_crl = path_in_setup("rotating-first.crl");
+  ASSERT_EQ(keyhold({"ca", "crl", "--ca", "rotating", "--out", first_crl}).exit_code, 0);
   ProcessResult rotated = keyhold({"--json", "ca", "rotate", "rotating"});
   ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
   nlohmann::json ca = nlohmann::json::parse(rotated.out);
@@ -371,7 +379,9 @@ TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
   EXPECT_NE(openssl_verify(pki.root_pem, new_chain, old_leaf).exit_code, 0) << "the old leaf is not under the new key";
 
   // The old version keeps signing CRLs for what it issued.
-  ASSERT_EQ(keyhold({"ca", "revoke", "--ca", "rotating", "--serial", serial_of(old_leaf), "--reason", "superseded"}).exit_code, 0);
+  ProcessResult revoked = keyhold({"ca", "revoke", "--ca", "rotating", "--serial", serial_of(old_leaf), "--reason", "superseded"});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_NE(revoked.out.find("keyhold ca crl --ca rotating --version 1"), std::string::npos) << revoked.out;
   std::string old_crl = path_in_setup("rotating-v1.crl"), new_crl = path_in_setup("rotating-v2.crl");
   ASSERT_EQ(keyhold({"ca", "crl", "--ca", "rotating", "--version", "1", "--out", old_crl}).exit_code, 0);
   ASSERT_EQ(keyhold({"ca", "crl", "--ca", "rotating", "--out", new_crl}).exit_code, 0);
@@ -380,6 +390,67 @@ TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
   EXPECT_NE(v1.out.find("Superseded"), std::string::npos);
   EXPECT_NE(openssl_verify(pki.root_pem, old_chain, old_leaf, {"-crl_check", "-CRLfile", old_crl}).exit_code, 0);
   EXPECT_EQ(openssl_verify(pki.root_pem, new_chain, new_leaf, {"-crl_check", "-CRLfile", new_crl}).exit_code, 0);
+
+  // One issuer name, one increasing sequence of CRL numbers across both versions (RFC 5280 5.2.3).
+  auto crl_number = [](const std::string& file) {
+    std::smatch m;
+    std::string text = run_process({"openssl", "crl", "-in", file, "-noout", "-crlnumber"}).out;
+    EXPECT_TRUE(std::regex_search(text, m, std::regex("crlNumber=0x([0-9A-Fa-f]+)"))) << text;
+    return std::stoi(m[1], nullptr, 16);
+  };
+  EXPECT_LT(crl_number(first_crl), crl_number(old_crl));
+  EXPECT_LT(crl_number(old_crl), crl_number(new_crl));
+}
+
+TEST(CaCertificates, AnIntermediateIsRevokedByItsParentAndThenIssuesNothing) {
+  Pki& pki = Pki::get();
+  ASSERT_EQ(keyhold({"ca", "init-intermediate", "doomed", "--parent", "root", "--key-type", "ec-p256", "--subject", "CN=Doomed"}).exit_code, 0);
+  std::string chain = chain_file("doomed", "doomed-chain.pem");
+  std::string leaf = path_in_setup("doomed-leaf.pem");
+  must(keyhold({"ca", "issue", "--ca", "doomed", "--profile", "server", "--csr", make_csr("doomed-leaf", "P-256", "/CN=d.example.test"),
+                "--out", leaf}),
+       "issue");
+  // The root recorded the intermediate's certificate when it signed it.
+  std::string intermediate_serial = serial_of(first_certificate(chain, "doomed-int.pem"));
+  bool listed = false;
+  nlohmann::json root_certs = keyhold_json({"ca", "certs", "--ca", "root"});
+  for (const auto& c : root_certs) listed = listed || c["serial"] == intermediate_serial;
+  EXPECT_TRUE(listed);
+  ASSERT_EQ(keyhold({"ca", "revoke", "--ca", "root", "--serial", intermediate_serial, "--reason", "cACompromise"}).exit_code, 0);
+
+  std::string root_crl = path_in_setup("root.crl"), doomed_crl = path_in_setup("doomed.crl");
+  ASSERT_EQ(keyhold({"ca", "crl", "--ca", "root", "--out", root_crl}).exit_code, 0);
+  ASSERT_EQ(keyhold({"ca", "crl", "--ca", "doomed", "--out", doomed_crl}).exit_code, 0);
+  write_file(path_in_setup("all.crl"), read_file(root_crl) + read_file(doomed_crl));
+  ProcessResult v = openssl_verify(pki.root_pem, chain, leaf, {"-crl_check_all", "-CRLfile", path_in_setup("all.crl")});
+  EXPECT_NE(v.exit_code, 0);
+  EXPECT_NE((v.out + v.err).find("certificate revoked"), std::string::npos) << v.out << v.err;
+
+  ProcessResult r = keyhold({"ca", "issue", "--ca", "doomed", "--profile", "server", "--csr",
+                             make_csr("after", "P-256", "/CN=after.example.test")});
+  EXPECT_EQ(r.exit_code, 1);
+  expect_one_error_line(r);
+  EXPECT_NE(r.err.find("was revoked"), std::string::npos) << r.err;
+}
+
+TEST(Issue, AnOutputFileThatCannotBeWrittenFailsBeforeAnythingIsSigned) {
+  Pki::get();
+  int before = count_certificates("issuing");
+  testing::ProcessOptions trace;
+  trace.env["KEYHOLD_LOG"] = "trace";
+  ProcessResult r = keyhold({"ca", "issue", "--ca", "issuing", "--profile", "server", "--csr",
+                             make_csr("nowhere", "P-256", "/CN=nowhere.example.test"), "--out", "/nonexistent/dir/cert.pem"},
+                            trace);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot write /nonexistent/dir/cert.pem"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("pkcs11 C_Sign "), std::string::npos);
+  EXPECT_EQ(count_certificates("issuing"), before);
+
+  // A recorded certificate can always be printed again.
+  std::string pem = issue("again", "again.example.test");
+  ProcessResult again = keyhold({"ca", "cert", "--ca", "issuing", "--serial", serial_of(pem)});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, read_file(pem));
 }
 
 TEST(BadInput, GetsOneLineTheDocumentedStatusAndNothingIsStoredOrSigned) {

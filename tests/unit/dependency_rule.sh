@@ -29,6 +29,7 @@ forbid '#include "keyhold/(service|app)/' "crypto and ssh do not know the layers
   src/crypto src/ssh include/keyhold/crypto include/keyhold/ssh
 forbid '#include "keyhold/app/' "service does not know app" src/service include/keyhold/service
 forbid '#include [<"](p11-kit/|keyhold/(hsm|service|app)/)' "pki knows neither PKCS#11 nor the layers above it" src/pki include/keyhold/pki
+forbid '#include "keyhold/pki/' "store, crypto and ssh are below pki" src/store src/crypto src/ssh include/keyhold/store include/keyhold/crypto include/keyhold/ssh
 # Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
 forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
 [ $status -eq 0 ] && echo "dependency rule holds"

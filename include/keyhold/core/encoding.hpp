@@ -16,6 +16,8 @@ std::string to_hex(std::span<const std::uint8_t> bytes);
 std::optional<std::vector<std::uint8_t>> from_hex(std::string_view text);
 
 std::string to_base64(std::span<const std::uint8_t> bytes);
+// PEM (RFC 7468): "-----BEGIN <label>-----", base64 in 64-character lines, "-----END <label>-----".
+std::string to_pem(std::string_view label, std::span<const std::uint8_t> der);
 
 // RFC 3339 UTC timestamp with seconds, e.g. "2026-11-28T15:47:59Z".
 std::string format_utc(std::chrono::system_clock::time_point t);

@@ -6,12 +6,16 @@
 // issued certificate is in the store before it is returned.
 //
 // Not thread-safe for concurrent lifecycle changes of one CA (init, rotate);
-// issuance and revocation may run concurrently (the store serialises them).
+// issuance and revocation may run concurrently: issued certificates share
+// durable commits (store::GroupCommit), and what is immutable per CA version
+// (its parsed certificate, chain and signer) is kept once.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +39,7 @@ struct CaDetails {
   store::CaRecord ca;
   std::vector<store::CaVersionRecord> versions;  // ascending; the last active one issues
   std::optional<std::string> parent_name;
+  std::vector<std::string> warnings;  // from the operation that returned it
 };
 
 struct NewCa {
@@ -98,16 +103,33 @@ class Authority {
   // A complete CRL for one version (default: current) of the CA, signed in the token.
   CrlResult crl(const std::string& ca, std::optional<int> version = std::nullopt);
   std::vector<store::CertificateRecord> certificates(const std::string& ca, const store::CertificateFilter& filter);
+  // One certificate the CA issued, by serial (NotFound otherwise).
+  store::CertificateRecord certificate(const std::string& ca, const std::string& serial_hex);
+  // Which version of the CA issued a certificate it recorded.
+  int issuing_version(const std::string& ca, const store::CertificateRecord& record);
+
+  // Commits that recorded issued certificates so far (benchmarks: how much group commit batches).
+  std::uint64_t certificate_commits() const { return certificate_commits_.commits(); }
 
  private:
+  struct VersionState;
   struct CaContext;
-  CaContext load(const std::string& name);
+  CaContext load(const std::string& name, bool for_signing);
   store::CaVersionRecord find_version(const CaContext& context, std::optional<int> number);
+  std::shared_ptr<const VersionState> state_of(const store::CaRecord& ca, const store::CaVersionRecord& version,
+                                               int depth = 0);
+  std::shared_ptr<const crypto::Signer> signer_of(const store::CaVersionRecord& version);
+  // Records a new CA certificate under the parent version that issued it, so that the parent can revoke it.
+  void record_ca_certificate(const CaContext& parent, const std::vector<std::uint8_t>& der, const std::string& ca_name,
+                             const std::vector<std::uint8_t>& key_id, const std::string& now);
 
   KeyVault& keys_;
   store::Store& store_;
   AuthoritySettings settings_;
   store::GroupCommit certificate_commits_;
+  std::mutex cache_mutex_;
+  std::map<std::int64_t, std::shared_ptr<const VersionState>> states_;  // by CA version id; immutable
+  std::map<std::int64_t, std::shared_ptr<const crypto::Signer>> signers_;
 };
 
 }  // namespace keyhold::pki
