@@ -44,12 +44,14 @@ nlohmann::json ca_json(const pki::CaDetails& d) {
           {"kind", d.ca.kind},
           {"parent", d.parent_name ? nlohmann::json(*d.parent_name) : nullptr},
           {"created_at", d.ca.created_at},
+          {"name_constraints", d.ca.name_constraints ? nlohmann::json::parse(*d.ca.name_constraints) : nlohmann::json(nullptr)},
           {"versions", versions}};
 }
 
 void print_ca(std::ostream& out, const pki::CaDetails& d) {
   out << "CA '" << d.ca.name << "' (" << d.ca.kind << (d.parent_name ? ", issued by '" + *d.parent_name + "'" : "")
       << ")\n";
+  if (d.ca.name_constraints) out << "  permitted DNS names: " << *d.ca.name_constraints << "\n";
   for (const store::CaVersionRecord& v : d.versions) {
     out << "  version " << v.version << "  " << std::left << std::setw(8) << v.state << " " << v.key_type << "  "
         << v.subject << "\n"

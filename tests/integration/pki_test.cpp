@@ -534,6 +534,43 @@ TEST(BadInput, GetsOneLineTheDocumentedStatusAndNothingIsStoredOrSigned) {
   EXPECT_EQ(cas.out.find("bad-int"), std::string::npos);
 }
 
+TEST(Profiles, EmbedCrlDistributionPointsAndAiaAndTheCrlLivesAsConfigured) {
+  Pki::get();
+  std::string config = read_file(testing::DevSetup::get().config.string());
+  // The dev set-up's [pki] section, with another CRL lifetime, and a profile with URLs.
+  auto at = config.find("crl_next_update");
+  ASSERT_NE(at, std::string::npos) << config;
+  config.replace(at, config.find('\n', at) - at, "crl_next_update = \"2d\"");
+  config += "\n[profiles.published]\ndns = [\"*.example.test\"]\n"
+            "crl_distribution_points = [\"http://pki.example.test/crl/issuing.crl\"]\n"
+            "ocsp_urls = [\"http://ocsp.example.test/\"]\n"
+            "ca_issuers_urls = [\"http://pki.example.test/issuing.crt\"]\n";
+  std::string published = path_in_setup("published.toml");
+  write_file(published, config);
+  std::string out = path_in_setup("published.pem");
+  ProcessResult r = keyhold({"--config", published, "ca", "issue", "--ca", "issuing", "--profile", "published", "--csr",
+                             make_csr("published", "P-256", "/CN=pub.example.test"), "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string text = run_process({"openssl", "x509", "-in", out, "-noout", "-text"}).out;
+  EXPECT_NE(text.find("X509v3 CRL Distribution Points"), std::string::npos) << text;
+  EXPECT_NE(text.find("URI:http://pki.example.test/crl/issuing.crl"), std::string::npos) << text;
+  EXPECT_NE(text.find("OCSP - URI:http://ocsp.example.test/"), std::string::npos) << text;
+  EXPECT_NE(text.find("CA Issuers - URI:http://pki.example.test/issuing.crt"), std::string::npos) << text;
+
+  std::string crl = path_in_setup("published.crl");
+  ASSERT_EQ(keyhold({"--config", published, "ca", "crl", "--ca", "issuing", "--out", crl}).exit_code, 0);
+  std::string dates = run_process({"openssl", "crl", "-in", crl, "-noout", "-lastupdate", "-nextupdate", "-dateopt", "iso_8601"}).out;
+  std::smatch last, next;
+  ASSERT_TRUE(std::regex_search(dates, last, std::regex("lastUpdate=([0-9-]+) ([0-9:]+)Z"))) << dates;
+  ASSERT_TRUE(std::regex_search(dates, next, std::regex("nextUpdate=([0-9-]+) ([0-9:]+)Z"))) << dates;
+  auto seconds = [](const std::smatch& m) {
+    std::tm tm{};
+    strptime((m[1].str() + " " + m[2].str()).c_str(), "%Y-%m-%d %H:%M:%S", &tm);
+    return timegm(&tm);
+  };
+  EXPECT_EQ(seconds(next) - seconds(last), 2 * 24 * 3600) << dates;
+}
+
 TEST(Certs, ListsByStatusAndExpiry) {
   Pki::get();
   std::string a = issue("listed-a", "a.example.test", {"--days", "10"});
