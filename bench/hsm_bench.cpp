@@ -44,9 +44,16 @@
 #include "keyhold/crypto/token_key_ring.hpp"
 #include "keyhold/hsm/module.hpp"
 #include "keyhold/hsm/token.hpp"
+#include "bench_support.hpp"
 #include "support/token_fixture.hpp"
 
 namespace {
+
+using keyhold::bench::check_rv;
+using keyhold::bench::CollectingReporter;
+using keyhold::bench::kDigestInfoSha256;
+using keyhold::bench::thread_text;
+using keyhold::bench::with_commas;
 
 using keyhold::crypto::KeyType;
 using keyhold::crypto::SignatureAlgorithm;
@@ -57,16 +64,6 @@ constexpr double kRoundTime = 0.3;       // separate runs: seconds per case and 
 constexpr double kPairedTime = 2.0;      // paired runs: seconds per case
 constexpr int kExtraObjects = 500;
 
-// RFC 8017 section 9.2, note 1: DigestInfo prefix for SHA-256.
-constexpr std::uint8_t kDigestInfoSha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-                                              0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
-
-void check_rv(CK_RV rv, const char* what) {
-  if (rv == CKR_OK) return;
-  char hex[24];
-  std::snprintf(hex, sizeof hex, "0x%lx", rv);
-  throw std::runtime_error(std::string(what) + " failed: CK_RV " + hex);
-}
 
 // One operation, both ways.
 struct Operation {
@@ -366,48 +363,6 @@ void register_all() {
 
 // --- reporting ---------------------------------------------------------------
 
-// The console table as usual; keeps every run's figures by family and threads.
-class CollectingReporter : public benchmark::ConsoleReporter {
- public:
-  using ConsoleReporter::ConsoleReporter;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;  // the table shows errors
-      for (const auto& [name, counter] : run.counters) {
-        figures_[key(run.run_name.function_name, run.threads, name)].push_back(counter.value);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
-  // Every round's value of a counter ("items_per_second", "raw/s", ...).
-  std::vector<double> values(const std::string& family, int threads, const std::string& counter) const {
-    auto it = figures_.find(key(family, threads, counter));
-    return it == figures_.end() ? std::vector<double>{} : it->second;
-  }
-  // The best round, or 0 when the case did not run (filtered out or failed).
-  double best(const std::string& family, int threads, const std::string& counter) const {
-    std::vector<double> v = values(family, threads, counter);
-    return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
-  }
-
- private:
-  static std::string key(const std::string& family, std::int64_t threads, const std::string& counter) {
-    return family + "#" + std::to_string(threads) + "#" + counter;
-  }
-  std::map<std::string, std::vector<double>> figures_;
-};
-
-std::string with_commas(double value) {
-  std::string digits = std::to_string(static_cast<long long>(value + 0.5));
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 // "what: raw 17,512/s, keyhold 17,101/s, ratio 0.977", or nothing when a
 // side did not run (filtered out or failed).
@@ -428,7 +383,6 @@ void print_section(const std::string& title, const std::vector<std::string>& lin
   }
 }
 
-std::string thread_text(int threads) { return threads == 1 ? "1 thread" : std::to_string(threads) + " threads"; }
 
 void print_summary(const CollectingReporter& r) {
   const char* ips = "items_per_second";

@@ -64,9 +64,16 @@
 #include "keyhold/service/key_service.hpp"
 #include "keyhold/store/store.hpp"
 #include "support/process.hpp"
+#include "bench_support.hpp"
 #include "support/token_fixture.hpp"
 
 namespace {
+
+using keyhold::bench::check_rv;
+using keyhold::bench::CollectingReporter;
+using keyhold::bench::kDigestInfoSha256;
+using keyhold::bench::thread_text;
+using keyhold::bench::with_commas;
 
 using Clock = std::chrono::steady_clock;
 using keyhold::CPtr;
@@ -84,16 +91,6 @@ constexpr int kKeyholdPerEngineRun = 10;  // keyhold issuances timed between two
 constexpr int kCrlEntries = 100'000;
 constexpr int kCrlRuns = 3;
 
-// RFC 8017 section 9.2, note 1: DigestInfo prefix for SHA-256.
-constexpr std::uint8_t kDigestInfoSha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-                                              0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
-
-void check_rv(CK_RV rv, const char* what) {
-  if (rv == CKR_OK) return;
-  char hex[24];
-  std::snprintf(hex, sizeof hex, "0x%lx", rv);
-  throw std::runtime_error(std::string(what) + " failed: CK_RV " + hex);
-}
 
 void check_ssl(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string("OpenSSL: ") + what + " failed");
@@ -422,52 +419,6 @@ void register_all() {
 
 // --- reporting --------------------------------------------------------------
 
-// The console table as usual; keeps every run's figures by family and threads.
-class CollectingReporter : public benchmark::ConsoleReporter {
- public:
-  using ConsoleReporter::ConsoleReporter;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration) continue;
-      if (run.error_occurred) {
-        errors_.push_back(run.benchmark_name() + ": " + run.error_message);
-        continue;
-      }
-      for (const auto& [name, counter] : run.counters) {
-        figures_[key(run.run_name.function_name, run.threads, name)].push_back(counter.value);
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
-  std::vector<double> values(const std::string& fam, int threads, const std::string& counter) const {
-    auto it = figures_.find(key(fam, threads, counter));
-    return it == figures_.end() ? std::vector<double>{} : it->second;
-  }
-  double best(const std::string& fam, int threads, const std::string& counter) const {
-    std::vector<double> v = values(fam, threads, counter);
-    return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
-  }
-  const std::vector<std::string>& errors() const { return errors_; }
-
- private:
-  static std::string key(const std::string& fam, std::int64_t threads, const std::string& counter) {
-    return fam + "#" + std::to_string(threads) + "#" + counter;
-  }
-  std::map<std::string, std::vector<double>> figures_;
-  std::vector<std::string> errors_;
-};
-
-std::string with_commas(double value) {
-  std::string digits = std::to_string(static_cast<long long>(value + 0.5));
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 std::string fixed(double value, int decimals) {
   char text[48];
@@ -477,7 +428,6 @@ std::string fixed(double value, int decimals) {
 
 std::string verdict(bool met) { return met ? "met" : "MISSED"; }
 
-std::string thread_text(int threads) { return threads == 1 ? "1 thread" : std::to_string(threads) + " threads"; }
 
 void print_issuance_summary(const CollectingReporter& r) {
   const char* ips = "items_per_second";

@@ -16,6 +16,7 @@
 #include "keyhold/hsm/token.hpp"
 #include "keyhold/pki/authority.hpp"
 #include "keyhold/service/key_service.hpp"
+#include "support/call_counter.hpp"
 #include "support/process.hpp"
 #include "support/token_fixture.hpp"
 
@@ -24,27 +25,7 @@ namespace {
 
 using testing::ThrowawayToken;
 
-class CallCounter {
- public:
-  explicit CallCounter(hsm::Module& module) : module_(module) {
-    observer_ = [this](std::string_view function, CK_RV) {
-      std::lock_guard lock(mutex_);
-      ++counts_[std::string(function)];
-    };
-    module_.set_observer(&observer_);
-  }
-  ~CallCounter() { module_.set_observer(nullptr); }
-  int operator[](const std::string& function) {
-    std::lock_guard lock(mutex_);
-    return counts_[function];
-  }
-
- private:
-  hsm::Module& module_;
-  hsm::CallObserver observer_;
-  std::mutex mutex_;
-  std::map<std::string, int> counts_;
-};
+using testing::CallCounter;
 
 pki::Profile open_profile() {
   pki::Profile p;

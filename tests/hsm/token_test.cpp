@@ -13,6 +13,7 @@
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/crypto/token_key_ring.hpp"
 #include "keyhold/hsm/token.hpp"
+#include "support/call_counter.hpp"
 #include "support/process.hpp"
 #include "support/token_fixture.hpp"
 
@@ -23,32 +24,7 @@ using crypto::KeyType;
 using crypto::SignatureAlgorithm;
 using testing::ThrowawayToken;
 
-// Counts calls into the module by function name (Module::set_observer).
-class CallCounter {
- public:
-  explicit CallCounter(hsm::Module& module) : module_(module) {
-    observer_ = [this](std::string_view function, CK_RV) {
-      std::lock_guard lock(mutex_);
-      ++counts_[std::string(function)];
-    };
-    module_.set_observer(&observer_);
-  }
-  ~CallCounter() { module_.set_observer(nullptr); }
-  int operator[](const std::string& function) {
-    std::lock_guard lock(mutex_);
-    return counts_[function];
-  }
-  void reset() {
-    std::lock_guard lock(mutex_);
-    counts_.clear();
-  }
-
- private:
-  hsm::Module& module_;
-  hsm::CallObserver observer_;
-  std::mutex mutex_;
-  std::map<std::string, int> counts_;
-};
+using testing::CallCounter;
 
 std::vector<std::uint8_t> bytes(std::string_view s) { return {s.begin(), s.end()}; }
 

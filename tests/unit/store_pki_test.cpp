@@ -24,6 +24,7 @@
 
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
+#include "support/temp_dir.hpp"
 #include "keyhold/store/store.hpp"
 
 namespace {
@@ -42,26 +43,10 @@ using keyhold::store::RevokedEntry;
 using keyhold::store::Store;
 using keyhold::store::Transaction;
 
-// A directory of its own under the system temp directory, removed afterwards.
-class TempDir {
+// Every test works in a directory of its own.
+class TempDir : public keyhold::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("keyhold-store-pki-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : keyhold::testing::TempDir("keyhold-store-pki-test") {}
 };
 
 // The file opened with the SQLite C API directly, as an independent observer.
