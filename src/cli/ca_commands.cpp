@@ -84,7 +84,7 @@ int ca_init(Context& c, bool intermediate) {
   request.name = vm["name"].as<std::string>();
   request.key_type = key_type_option(vm);
   request.subject = vm["subject"].as<std::string>();
-  request.days = vm.count("days") ? vm["days"].as<int>() : (intermediate ? 1825 : 3650);
+  if (vm.count("days")) request.days = vm["days"].as<int>();
   if (intermediate) {
     request.parent = vm["parent"].as<std::string>();
     if (vm.count("path-len")) request.path_length = vm["path-len"].as<int>();
@@ -311,10 +311,17 @@ int ca_cert(Context& c) {
   po::variables_map vm = parse_arguments(c.args(), options, {});
   store::CertificateRecord record = c.app().authority().certificate(vm["ca"].as<std::string>(), vm["serial"].as<std::string>());
   std::string pem = to_pem("CERTIFICATE", record.certificate_der);
-  if (vm.count("out")) {
-    write_file_atomically(vm["out"].as<std::string>(), pem);
-  } else if (c.json()) {
-    print_json(c, {{"serial", record.serial}, {"status", record.status}, {"certificate", pem}});
+  if (vm.count("out")) write_file_atomically(vm["out"].as<std::string>(), pem);
+  if (c.json()) {
+    nlohmann::json j = {{"serial", record.serial}, {"status", record.status}};
+    if (vm.count("out")) {
+      j["file"] = vm["out"].as<std::string>();
+    } else {
+      j["certificate"] = pem;
+    }
+    print_json(c, j);
+  } else if (vm.count("out")) {
+    c.out() << "certificate " << record.serial << " (" << record.status << ") written to " << vm["out"].as<std::string>() << "\n";
   } else {
     c.out() << pem;
   }

@@ -19,6 +19,10 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
 }
 
 PendingFile::PendingFile(std::filesystem::path path, unsigned mode) : path_(std::move(path)) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path_, ec)) {
+    throw Error(ErrorCode::InvalidArgument, "cannot write " + path_.string() + ": it is a directory");
+  }
   std::filesystem::path directory = path_.has_parent_path() ? path_.parent_path() : ".";
   temp_ = (directory / ("." + path_.filename().string() + ".XXXXXX")).string();
   fd_ = ::mkstemp(temp_.data());

@@ -193,16 +193,18 @@ std::vector<std::string> warnings_of(const std::vector<LintFinding>& findings) {
 // would refuse a certificate outside them.
 void check_name_constraints(X509* certificate, const std::vector<std::shared_ptr<X509>>& issuers,
                             const std::string& ca_name) {
-  for (const std::shared_ptr<X509>& issuer : issuers) {
+  for (std::size_t i = 0; i < issuers.size(); ++i) {
+    const std::shared_ptr<X509>& issuer = issuers[i];
     auto* constraints = static_cast<NAME_CONSTRAINTS*>(X509_get_ext_d2i(issuer.get(), NID_name_constraints, nullptr, nullptr));
     if (constraints == nullptr) continue;
     int rc = NAME_CONSTRAINTS_check(certificate, constraints);
     if (rc == X509_V_OK) rc = NAME_CONSTRAINTS_check_CN(certificate, constraints);
     NAME_CONSTRAINTS_free(constraints);
     if (rc != X509_V_OK) {
-      throw Error(ErrorCode::InvalidArgument, "the requested names are outside the name constraints of " +
-                                                  name_to_string(X509_get_subject_name(issuer.get())) + " above CA '" +
-                                                  ca_name + "' (" + X509_verify_cert_error_string(rc) + ")");
+      std::string whose = i == 0 ? "CA '" + ca_name + "'"
+                                 : name_to_string(X509_get_subject_name(issuer.get())) + " above CA '" + ca_name + "'";
+      throw Error(ErrorCode::InvalidArgument, "the requested names are outside the name constraints of " + whose + " (" +
+                                                  X509_verify_cert_error_string(rc) + ")");
     }
   }
 }
@@ -257,7 +259,8 @@ struct Authority::VersionState {
   std::shared_ptr<X509> certificate;
   std::vector<std::shared_ptr<X509>> chain;  // this version's certificate first, then its issuers up to the root
   std::vector<std::string> chain_pem;
-  std::string serial;                        // of its certificate, as the store writes serials
+  std::vector<std::string> chain_serials;    // of the chain's certificates, as the store writes serials
+  std::string serial;                        // of its certificate
   crypto::SignatureAlgorithm algorithm;
 };
 
@@ -286,6 +289,7 @@ std::shared_ptr<const Authority::VersionState> Authority::state_of(const store::
                                                             static_cast<std::size_t>(ASN1_STRING_length(serial))));
   state->chain.push_back(state->certificate);
   state->chain_pem.push_back(certificate_pem(version.certificate_der));
+  state->chain_serials.push_back(state->serial);
   // The issuer: the parent's version whose key identifier is this certificate's AKI.
   if (!self_signed(state->certificate.get()) && ca.parent_id && depth < 16) {
     std::vector<std::uint8_t> aki = authority_key_identifier(state->certificate.get());
@@ -295,6 +299,7 @@ std::shared_ptr<const Authority::VersionState> Authority::state_of(const store::
         std::shared_ptr<const VersionState> issuer = state_of(*parent, v, depth + 1);
         state->chain.insert(state->chain.end(), issuer->chain.begin(), issuer->chain.end());
         state->chain_pem.insert(state->chain_pem.end(), issuer->chain_pem.begin(), issuer->chain_pem.end());
+        state->chain_serials.insert(state->chain_serials.end(), issuer->chain_serials.begin(), issuer->chain_serials.end());
         break;
       }
     }
@@ -323,6 +328,22 @@ Authority::CaContext Authority::load(const std::string& name, bool for_signing) 
   CaContext context{*ca, *version, state_of(*ca, *version), nullptr};
   if (for_signing) context.signer = signer_of(*version);
   return context;
+}
+
+void Authority::refuse_if_revoked(const CaContext& context) {
+  // A CA whose certificate, or the certificate of any CA above it, was
+  // revoked signs nothing more: relying parties would reject it all.
+  for (const std::string& serial : context.state->chain_serials) {
+    std::optional<store::CertificateRecord> record = store_.certificates().find(serial);
+    if (record && record->status == "revoked") {
+      bool own = serial == context.state->serial;
+      throw Error(ErrorCode::FailedPrecondition,
+                  "CA '" + context.ca.name + "' version " + std::to_string(context.version.version) +
+                      (own ? " was revoked at " : " is below a CA certificate (" + record->subject + ") revoked at ") +
+                      record->revoked_at.value_or("?") + "; rotate " + (own ? "it" : "the CAs under the revoked one") +
+                      " (keyhold ca rotate)");
+    }
+  }
 }
 
 store::CaVersionRecord Authority::find_version(const CaContext& context, std::optional<int> number) {
@@ -379,7 +400,7 @@ CaDetails Authority::create_ca(const NewCa& request) {
     throw Error(ErrorCode::InvalidArgument, "a CA key must be a signing key type, not " +
                                                 std::string(crypto::to_string(request.key_type)));
   }
-  if (request.days < 1 || request.days > kMaxDays) {
+  if (request.days && (*request.days < 1 || *request.days > kMaxDays)) {
     throw Error(ErrorCode::InvalidArgument, "--days must be between 1 and " + std::to_string(kMaxDays));
   }
   X509NamePtr subject = make_name(parse_distinguished_name(request.subject));
@@ -398,10 +419,11 @@ CaDetails Authority::create_ca(const NewCa& request) {
   }
 
   Clock::time_point now = settings_.now();
-  Clock::time_point not_after = now + std::chrono::days(request.days);
+  Clock::time_point not_after = now + std::chrono::days(request.days.value_or(request.parent ? 1825 : 3650));
   std::optional<CaContext> parent;
   if (request.parent) {
     parent.emplace(load(*request.parent, true));
+    refuse_if_revoked(*parent);
     int parent_path = path_length(parent->certificate());
     if (parent_path == 0) {
       throw Error(ErrorCode::PermissionDenied, "CA '" + *request.parent +
@@ -409,8 +431,11 @@ CaDetails Authority::create_ca(const NewCa& request) {
     }
     Clock::time_point parent_end = asn1_time_point(X509_get0_notAfter(parent->certificate()));
     if (not_after > parent_end) {
-      throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(request.days) + " ends after CA '" +
-                                                  *request.parent + "' expires (" + rfc3339(parent_end) + ")");
+      if (request.days) {
+        throw Error(ErrorCode::InvalidArgument, "--days " + std::to_string(*request.days) + " ends after CA '" +
+                                                    *request.parent + "' expires (" + rfc3339(parent_end) + ")");
+      }
+      not_after = parent_end;  // by default an intermediate lives as long as its parent lets it
     }
     if (request.path_length && parent_path > 0 && *request.path_length >= parent_path) {
       throw Error(ErrorCode::InvalidArgument, "--path-len must be below the parent's pathLenConstraint (" +
@@ -585,6 +610,7 @@ CaDetails Authority::rotate(const std::string& name) {
     }
     std::optional<store::CaRecord> parent_record = store_.cas().find_by_id(*current.ca.parent_id);
     parent.emplace(load(parent_record->name, true));
+    refuse_if_revoked(*parent);
   }
   Clock::time_point now = settings_.now();
   auto lifetime = asn1_time_point(X509_get0_notAfter(current.certificate())) -
@@ -666,13 +692,7 @@ std::vector<std::string> Authority::chain(const std::string& name, std::optional
 IssuedCertificate Authority::issue(const IssueRequest& request) {
   CaContext ca = load(request.ca, true);
   if (X509_check_ca(ca.certificate()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
-  // A CA whose own certificate its parent revoked issues nothing more.
-  if (std::optional<store::CertificateRecord> own = store_.certificates().find(ca.state->serial);
-      own && own->status == "revoked") {
-    throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' version " + std::to_string(ca.version.version) +
-                                                   " was revoked at " + own->revoked_at.value_or("?") +
-                                                   "; rotate it (keyhold ca rotate " + request.ca + ")");
-  }
+  refuse_if_revoked(ca);
   auto profile_it = settings_.profiles.find(request.profile);
   if (profile_it == settings_.profiles.end()) {
     std::string known;

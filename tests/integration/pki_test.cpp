@@ -405,6 +405,10 @@ TEST(Rotation, BothVersionsVerifyTheNewChainIsServedAndTheOldCrlStillWorks) {
 TEST(CaCertificates, AnIntermediateIsRevokedByItsParentAndThenIssuesNothing) {
   Pki& pki = Pki::get();
   ASSERT_EQ(keyhold({"ca", "init-intermediate", "doomed", "--parent", "root", "--key-type", "ec-p256", "--subject", "CN=Doomed"}).exit_code, 0);
+  // A CA below it, with the default lifetime: it ends with its parent rather than failing.
+  ProcessResult below = keyhold({"ca", "init-intermediate", "below-doomed", "--parent", "doomed", "--key-type", "ec-p256",
+                                 "--subject", "CN=Below Doomed"});
+  ASSERT_EQ(below.exit_code, 0) << below.err;
   std::string chain = chain_file("doomed", "doomed-chain.pem");
   std::string leaf = path_in_setup("doomed-leaf.pem");
   must(keyhold({"ca", "issue", "--ca", "doomed", "--profile", "server", "--csr", make_csr("doomed-leaf", "P-256", "/CN=d.example.test"),
@@ -431,6 +435,14 @@ TEST(CaCertificates, AnIntermediateIsRevokedByItsParentAndThenIssuesNothing) {
   EXPECT_EQ(r.exit_code, 1);
   expect_one_error_line(r);
   EXPECT_NE(r.err.find("was revoked"), std::string::npos) << r.err;
+  // Nor does anything below it: not the CA under it, nor a new CA under it.
+  r = keyhold({"ca", "issue", "--ca", "below-doomed", "--profile", "server", "--csr",
+               make_csr("after-below", "P-256", "/CN=after-below.example.test")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is below a CA certificate"), std::string::npos) << r.err;
+  r = keyhold({"ca", "init-intermediate", "under-revoked", "--parent", "doomed", "--key-type", "ec-p256", "--subject", "CN=x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("was revoked"), std::string::npos) << r.err;
 }
 
 TEST(Issue, AnOutputFileThatCannotBeWrittenFailsBeforeAnythingIsSigned) {
@@ -443,6 +455,12 @@ TEST(Issue, AnOutputFileThatCannotBeWrittenFailsBeforeAnythingIsSigned) {
                             trace);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("cannot write /nonexistent/dir/cert.pem"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("pkcs11 C_Sign "), std::string::npos);
+  r = keyhold({"ca", "issue", "--ca", "issuing", "--profile", "server", "--csr",
+               make_csr("into-dir", "P-256", "/CN=into-dir.example.test"), "--out", testing::DevSetup::get().dir.string()},
+              trace);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("it is a directory"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("pkcs11 C_Sign "), std::string::npos);
   EXPECT_EQ(count_certificates("issuing"), before);
 

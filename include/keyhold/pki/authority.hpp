@@ -46,7 +46,7 @@ struct NewCa {
   std::string name;
   crypto::KeyType key_type = crypto::KeyType::EcP256;
   std::string subject;                          // "CN=...,O=..."
-  int days = 3650;
+  std::optional<int> days;                      // default: 3650 for a root; 1825 for an intermediate, or less to end with its parent
   std::optional<std::string> parent;            // intermediate: the issuing CA
   std::optional<int> path_length;               // basicConstraints pathLenConstraint
   std::vector<std::string> permitted_dns;       // nameConstraints permitted dNSName subtrees
@@ -116,6 +116,7 @@ class Authority {
   struct CaContext;
   CaContext load(const std::string& name, bool for_signing);
   store::CaVersionRecord find_version(const CaContext& context, std::optional<int> number);
+  void refuse_if_revoked(const CaContext& context);
   std::shared_ptr<const VersionState> state_of(const store::CaRecord& ca, const store::CaVersionRecord& version,
                                                int depth = 0);
   std::shared_ptr<const crypto::Signer> signer_of(const store::CaVersionRecord& version);
