@@ -65,12 +65,22 @@ pki::Authority& Application::authority() {
   return *authority_;
 }
 
+ssh::Authority& Application::ssh_authority() {
+  if (!ssh_authority_) {
+    ssh::AuthoritySettings settings;
+    settings.profiles = config_.ssh.profiles;
+    ssh_authority_ = std::make_unique<ssh::Authority>(keys(), store(), std::move(settings));
+  }
+  return *ssh_authority_;
+}
+
 crypto::TokenSummary Application::token_summary() {
   if (ring_) return ring_->describe();
   return crypto::make_token_key_ring(open_token(false))->describe();
 }
 
 void Application::shutdown() noexcept {
+  ssh_authority_.reset();
   authority_.reset();
   keys_.reset();
   ring_.reset();

@@ -17,6 +17,7 @@
 #include "keyhold/core/error.hpp"
 #include "keyhold/hsm/uri.hpp"
 #include "keyhold/pki/profile.hpp"
+#include "keyhold/ssh/profile.hpp"
 
 namespace keyhold::app {
 namespace {
@@ -366,7 +367,9 @@ void read_store_path(const Entry& entry, const Source& source, Config& config) {
 
 // ---- [pki] and [profiles.NAME] ---------------------------------------------
 
-void read_crl_next_update(const Entry& entry, const Source& source, Config& config) {
+// A duration from low to high; `range` says so in messages ("1h and 366d").
+std::chrono::seconds duration_of(const Entry& entry, const Source& source, std::chrono::seconds low,
+                                 std::chrono::seconds high, std::string_view range) {
   std::string text = text_of(entry, source);
   // The syntax of every duration keyhold reads ("--expiring-within 30d" too).
   std::optional<std::chrono::seconds> duration = keyhold::parse_duration(text);
@@ -374,10 +377,14 @@ void read_crl_next_update(const Entry& entry, const Source& source, Config& conf
     source.fail(entry.line, "'" + entry.name + "' must be a duration such as '90m', '12h', '7d' or '2w', not '" +
                                 text + "'");
   }
-  if (*duration < kMinCrlNextUpdate || *duration > kMaxCrlNextUpdate) {
-    source.fail(entry.line, "'" + entry.name + "' must be between 1h and 366d, not '" + text + "'");
+  if (*duration < low || *duration > high) {
+    source.fail(entry.line, "'" + entry.name + "' must be between " + std::string(range) + ", not '" + text + "'");
   }
-  config.pki.crl_next_update = *duration;
+  return *duration;
+}
+
+void read_crl_next_update(const Entry& entry, const Source& source, Config& config) {
+  config.pki.crl_next_update = duration_of(entry, source, kMinCrlNextUpdate, kMaxCrlNextUpdate, "1h and 366d");
 }
 
 // The profile a key of [profiles.NAME] belongs to; read_profile made it.
@@ -503,7 +510,211 @@ std::shared_ptr<Table> profile_schema() {
        nullptr},
       {"development_only", kBoolean, false, read_profile_flag<&Profile::development_only>, nullptr},
   };
+  // Keys of SSH profiles, written into an X.509 one: say where they belong.
+  // ("extensions" is left out: there it more likely means X.509 extensions.)
+  for (std::string_view key : {"kind", "principals", "critical_options", "default_validity", "max_validity"}) {
+    profile->refusals.push_back({{key}, "'" + std::string(key) +
+                                            "' is a key of SSH profiles, which are [ssh_profiles.NAME] tables; "
+                                            "[profiles.NAME] is an X.509 certificate profile"});
+  }
   profile->finish = finish_profile;
+  return profile;
+}
+
+// ---- [ssh_profiles.NAME] -----------------------------------------------------
+
+// The SSH profile a key of [ssh_profiles.NAME] belongs to; read_ssh_profile made it.
+ssh::Profile& ssh_profile_of(const Entry& entry, Config& config) {
+  return config.ssh.profiles.at(std::string(entry.table));
+}
+
+// [ssh_profiles.NAME] itself: the name, before its keys are walked. The
+// profile starts as a user profile; finish_ssh_profile fits the defaults to
+// its kind.
+void read_ssh_profile(const Entry& entry, const Source& source, Config& config) {
+  try {
+    ssh::validate_profile_name(entry.key);
+  } catch (const Error& error) {
+    source.fail(entry.line, error.what());
+  }
+  std::string name(entry.key);
+  config.ssh.profiles.emplace(name, ssh::make_profile(name, ssh::CertificateKind::User));
+}
+
+void read_ssh_kind(const Entry& entry, const Source& source, Config& config) {
+  std::string text = text_of(entry, source);
+  std::optional<ssh::CertificateKind> kind = ssh::parse_certificate_kind(text);
+  if (!kind) source.fail(entry.line, "'" + entry.name + "' must be \"user\" or \"host\", not '" + text + "'");
+  ssh_profile_of(entry, config).kind = *kind;
+}
+
+// Principal patterns are checked by the rules of every kind here; those of
+// host names wait for finish_ssh_profile, which knows the kind.
+void check_any_principal_pattern(std::string_view pattern) {
+  ssh::validate_principal_pattern(pattern, ssh::CertificateKind::User);
+}
+
+// A list of an SSH profile, each entry checked by ssh (which names the value and the rule), none twice.
+template <std::vector<std::string> ssh::Profile::*kMember, void (*kCheck)(std::string_view), bool kNonEmpty>
+void read_ssh_list(const Entry& entry, const Source& source, Config& config) {
+  std::vector<std::string> values;
+  for (auto& [text, line] : strings_of(entry, source)) {
+    try {
+      kCheck(text);
+    } catch (const Error& error) {
+      source.fail(line, "'" + entry.name + "': " + error.what());
+    }
+    if (std::find(values.begin(), values.end(), text) != values.end()) {
+      source.fail(line, "'" + entry.name + "': '" + text + "' is listed twice");
+    }
+    values.push_back(std::move(text));
+  }
+  if (kNonEmpty && values.empty()) source.fail(entry.line, "'" + entry.name + "' must not be empty");
+  ssh_profile_of(entry, config).*kMember = std::move(values);
+}
+
+void read_ssh_min_rsa_bits(const Entry& entry, const Source& source, Config& config) {
+  std::int64_t value = entry.node.as_integer()->get();
+  if (value < ssh::kMinRsaBits || value > ssh::kMaxRsaBits) {
+    source.fail(entry.line, "'" + entry.name + "' must be between " + std::to_string(ssh::kMinRsaBits) + " and " +
+                                std::to_string(ssh::kMaxRsaBits) + ", not " + std::to_string(value));
+  }
+  ssh_profile_of(entry, config).min_rsa_bits = static_cast<int>(value);
+}
+
+template <std::chrono::seconds ssh::Profile::*kMember>
+void read_ssh_validity(const Entry& entry, const Source& source, Config& config) {
+  ssh_profile_of(entry, config).*kMember = duration_of(entry, source, ssh::kMinValidity, ssh::kMaxValidity,
+                                                       "1m and 3650d");
+}
+
+void read_ssh_development_only(const Entry& entry, const Source&, Config& config) {
+  ssh_profile_of(entry, config).development_only = entry.node.as_boolean()->get();
+}
+
+// "8h", "30d": how a default appears in messages.
+std::string duration_text(std::chrono::seconds duration) {
+  long long s = duration.count();
+  if (s % 86400 == 0 && s >= 3 * 86400) return std::to_string(s / 86400) + "d";
+  if (s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
+// Checks across the keys of [ssh_profiles.NAME], once they are all read, and
+// the defaults that depend on other keys.
+void finish_ssh_profile(const Entry& entry, const Source& source, Config& config) {
+  ssh::Profile& profile = config.ssh.profiles.at(std::string(entry.key));
+  const toml::table& table = *entry.node.as_table();
+  auto line_of_key = [&](std::string_view key) {
+    const toml::node* node = table.get(key);
+    std::size_t line = node != nullptr ? node->source().begin.line : 0;
+    return line != 0 ? line : entry.line;
+  };
+  auto line_of_element = [&](std::string_view key, std::size_t index) {
+    const toml::array* array = table.get_as<toml::array>(key);
+    std::size_t line = array != nullptr && index < array->size() ? (*array)[index].source().begin.line : 0;
+    return line != 0 ? line : line_of_key(key);
+  };
+  auto text_or_default = [&](std::string_view key, std::chrono::seconds value) {
+    const toml::node* node = table.get(key);
+    return node != nullptr && node->is_string() ? node->as_string()->get() : duration_text(value);
+  };
+  const std::string name = entry.name;
+
+  // max_validity alone brings the default down with it, as max_days does.
+  const bool has_default = table.contains("default_validity");
+  const bool has_max = table.contains("max_validity");
+  if (!has_default && profile.default_validity > profile.max_validity) {
+    profile.default_validity = profile.max_validity;
+  }
+  if (profile.default_validity > profile.max_validity) {
+    source.fail(line_of_key(has_default ? "default_validity" : "max_validity"),
+                "'" + name + ".default_validity' (" + text_or_default("default_validity", profile.default_validity) +
+                    ") must not be more than max_validity (" +
+                    text_or_default("max_validity", profile.max_validity) + (has_max ? ")" : ", the default)"));
+  }
+
+  if (profile.kind == ssh::CertificateKind::Host) {
+    struct HostEmpty {
+      std::string_view key;
+      std::vector<std::string> ssh::Profile::*member;
+      std::string_view why;
+    };
+    for (const HostEmpty& list :
+         {HostEmpty{"extensions", &ssh::Profile::extensions, "host certificates carry no extensions"},
+          HostEmpty{"default_extensions", &ssh::Profile::default_extensions, "host certificates carry no extensions"},
+          HostEmpty{"critical_options", &ssh::Profile::critical_options,
+                    "host certificates carry no critical options (ssh refuses a host certificate that has any)"}}) {
+      if (!table.contains(list.key)) {
+        (profile.*list.member).clear();  // the user defaults do not apply
+      } else if (!(profile.*list.member).empty()) {
+        source.fail(line_of_key(list.key), "'" + name + "." + std::string(list.key) + "' must be empty in a profile "
+                                           "with kind = \"host\": " + std::string(list.why));
+      }
+    }
+    for (std::size_t i = 0; i < profile.principals.size(); ++i) {
+      try {
+        ssh::validate_principal_pattern(profile.principals[i], ssh::CertificateKind::Host);
+      } catch (const Error& error) {
+        source.fail(line_of_element("principals", i), "'" + name + ".principals': " + error.what());
+      }
+    }
+  } else if (!table.contains("default_extensions")) {
+    // Without default_extensions, the standard defaults that extensions allows.
+    std::erase_if(profile.default_extensions, [&](const std::string& extension) {
+      return std::find(profile.extensions.begin(), profile.extensions.end(), extension) == profile.extensions.end();
+    });
+  } else {
+    for (std::size_t i = 0; i < profile.default_extensions.size(); ++i) {
+      const std::string& extension = profile.default_extensions[i];
+      if (std::find(profile.extensions.begin(), profile.extensions.end(), extension) != profile.extensions.end()) {
+        continue;
+      }
+      std::string allowed;
+      for (const std::string& e : profile.extensions) allowed += (allowed.empty() ? "" : ", ") + e;
+      source.fail(line_of_element("default_extensions", i),
+                  "'" + name + ".default_extensions': extension '" + extension + "' is not in extensions (" +
+                      (allowed.empty() ? std::string("it is empty") : allowed) +
+                      (table.contains("extensions") ? ")" : ", the default)"));
+    }
+  }
+
+  try {
+    ssh::validate_profile(profile);
+  } catch (const Error& error) {
+    source.fail(entry.line, error.what());
+  }
+}
+
+std::shared_ptr<Table> ssh_profile_schema() {
+  using ssh::Profile;
+  constexpr auto kList = toml::node_type::array;
+  constexpr auto kString = toml::node_type::string;
+  auto profile = std::make_shared<Table>();
+  profile->fields = {
+      {"kind", kString, true, read_ssh_kind, nullptr},
+      {"principals", kList, false, read_ssh_list<&Profile::principals, check_any_principal_pattern, true>, nullptr},
+      {"key_types", kList, false, read_ssh_list<&Profile::key_types, ssh::validate_key_type, true>, nullptr},
+      {"min_rsa_bits", toml::node_type::integer, false, read_ssh_min_rsa_bits, nullptr},
+      {"default_validity", kString, false, read_ssh_validity<&Profile::default_validity>, nullptr},
+      {"max_validity", kString, false, read_ssh_validity<&Profile::max_validity>, nullptr},
+      {"extensions", kList, false, read_ssh_list<&Profile::extensions, ssh::validate_extension_name, false>, nullptr},
+      {"default_extensions", kList, false,
+       read_ssh_list<&Profile::default_extensions, ssh::validate_extension_name, false>, nullptr},
+      {"critical_options", kList, false,
+       read_ssh_list<&Profile::critical_options, ssh::validate_critical_option_name, false>, nullptr},
+      {"development_only", toml::node_type::boolean, false, read_ssh_development_only, nullptr},
+  };
+  // Keys of X.509 profiles, written into an SSH one: say where they belong.
+  for (std::string_view key : {"dns", "ip", "uri", "email", "key_usage", "extended_key_usage", "default_days",
+                               "max_days", "require_san", "subject_fields", "crl_distribution_points", "ocsp_urls",
+                               "ca_issuers_urls"}) {
+    profile->refusals.push_back({{key}, "'" + std::string(key) +
+                                            "' is a key of X.509 certificate profiles, which are [profiles.NAME] "
+                                            "tables; [ssh_profiles.NAME] is an SSH certificate profile"});
+  }
+  profile->finish = finish_ssh_profile;
   return profile;
 }
 
@@ -541,12 +752,19 @@ Table config_schema(const Source& source) {
   profiles->read_other = read_profile;
   profiles->other_table = profile_schema();
 
+  // [ssh_profiles.NAME]: any number, the table name is the profile's.
+  auto ssh_profiles = std::make_shared<Table>();
+  ssh_profiles->other_type = toml::node_type::table;
+  ssh_profiles->read_other = read_ssh_profile;
+  ssh_profiles->other_table = ssh_profile_schema();
+
   Table root;
   root.fields = {
       {"token", toml::node_type::table, true, nullptr, token},
       {"store", toml::node_type::table, false, nullptr, store},
       {"pki", toml::node_type::table, false, nullptr, pki},
       {"profiles", toml::node_type::table, false, nullptr, profiles},
+      {"ssh_profiles", toml::node_type::table, false, nullptr, ssh_profiles},
   };
   return root;
 }
@@ -661,15 +879,39 @@ std::string dev_profiles_toml() {
            "require_san = true\n"
            "subject_fields = [\"CN\", \"O\", \"OU\", \"L\", \"ST\", \"C\", \"serialNumber\"]\n";
   };
+  // Every principal allowed, for the same reason; `user` and `host` are the
+  // profiles ssh sign uses when none is named.
+  auto ssh_profile = [](const char* name, const char* default_validity, const char* max_validity,
+                        const std::string& user_lists) {
+    return std::string("[ssh_profiles.") + name +
+           "]\n"
+           "development_only = true\n"
+           "kind = \"" + name + "\"\n"
+           "principals = [\"*\"]\n"
+           "key_types = [\"ed25519\", \"ecdsa\", \"rsa\"]\n"
+           "min_rsa_bits = 2048\n"
+           "default_validity = \"" + default_validity + "\"\n"
+           "max_validity = \"" + max_validity + "\"\n" +
+           user_lists;
+  };
+  const std::string standard_extensions =
+      "[\"permit-X11-forwarding\", \"permit-agent-forwarding\", \"permit-port-forwarding\", \"permit-pty\", "
+      "\"permit-user-rc\"]";
   return "# Certificate profiles for DEVELOPMENT ONLY (made by keyhold init --dev): they\n"
-         "# allow any DNS name, IP address, URI and email address. Write your own\n"
-         "# (docs/configuration.md) before issuing certificates that matter.\n"
+         "# allow any DNS name, IP address, URI and email address, and SSH certificates\n"
+         "# for any principal. Write your own (docs/configuration.md) before issuing\n"
+         "# certificates that matter.\n"
          "\n"
          "[pki]\n"
          "crl_next_update = \"7d\"\n"
          "\n" +
          profile("server", "[\"digitalSignature\", \"keyEncipherment\"]", "[\"serverAuth\"]") + "\n" +
-         profile("client", "[\"digitalSignature\"]", "[\"clientAuth\"]");
+         profile("client", "[\"digitalSignature\"]", "[\"clientAuth\"]") + "\n" +
+         ssh_profile("user", "8h", "24h",
+                     "extensions = " + standard_extensions + "\n" + "default_extensions = " + standard_extensions +
+                         "\n"
+                         "critical_options = [\"force-command\", \"source-address\", \"verify-required\"]\n") +
+         "\n" + ssh_profile("host", "30d", "365d", "");
 }
 
 }  // namespace keyhold::app

@@ -272,7 +272,7 @@ struct Authority::CaContext {
   X509* certificate() const { return state->certificate.get(); }
 };
 
-Authority::Authority(KeyVault& keys, store::Store& store, AuthoritySettings settings)
+Authority::Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings)
     : keys_(keys), store_(store), settings_(std::move(settings)), certificate_commits_(store) {}
 
 std::shared_ptr<const Authority::VersionState> Authority::state_of(const store::CaRecord& ca,

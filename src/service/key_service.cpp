@@ -111,6 +111,11 @@ store::KeyRecord KeyService::destroy(std::string_view name) {
     throw Error(ErrorCode::PermissionDenied, "key '" + record.name + "' is in use (" + *record.used_by +
                                                  ") and cannot be destroyed while it is");
   }
+  destroy_record(record);
+  return record;
+}
+
+void KeyService::destroy_record(store::KeyRecord& record) {
   try {
     ring_.destroy(record.token_object_id);
   } catch (const Error& e) {
@@ -119,10 +124,8 @@ store::KeyRecord KeyService::destroy(std::string_view name) {
   }
   record.destroyed_at = now_utc();
   record.state = "destroyed";
-  store::Transaction tx(store_);
+  // One statement: it joins the caller's transaction when there is one.
   store_.keys().mark_destroyed(record.name, *record.destroyed_at);
-  tx.commit();
-  return record;
 }
 
 crypto::TokenKey KeyService::create_key(std::string_view name, crypto::KeyType type, std::string_view used_by) {
@@ -160,6 +163,11 @@ void KeyService::discard_key(std::string_view name) noexcept {
   } catch (const std::exception& e) {
     log::error("could not discard key '" + std::string(name) + "' after a failed operation: " + e.what());
   }
+}
+
+void KeyService::release_key(std::string_view name) {
+  store::KeyRecord record = active_record(name);
+  destroy_record(record);
 }
 
 void KeyService::set_used_by(std::string_view name, std::string_view used_by) {

@@ -1,9 +1,11 @@
 #pragma once
-// What the SQLite store's two files share (internal to src/store): the
-// connection (Database), one execution of a prepared statement (Query), and
-// the small checks their records go through. sqlite_store.cpp defines
+// What the SQLite store's files share (internal to src/store): the
+// connection (Database), one execution of a prepared statement (Query), a
+// step of several statements that is atomic (AtomicStep), and the small
+// checks and encodings their records go through. sqlite_store.cpp defines
 // Database's out-of-line members and the key repository; the CA and
-// certificate repositories live in sqlite_pki_repositories.cpp.
+// certificate repositories live in sqlite_pki_repositories.cpp, the SSH ones
+// in sqlite_ssh_repositories.cpp.
 //
 // Concurrency: one connection per Store, guarded by a recursive mutex that
 // every call holds. A Transaction keeps that mutex from BEGIN to COMMIT or
@@ -176,6 +178,53 @@ class Query {
   std::string_view op_;
 };
 
+// Several statements that must happen together or not at all (a KRL entry
+// and the certificates it revokes), with the connection's lock held. Inside
+// the thread's open Transaction it is a SAVEPOINT, so that a failure undoes
+// this step only and the caller's transaction holds whole steps; otherwise a
+// transaction of its own through Database::begin() (BEGIN IMMEDIATE, see the
+// top of this file). Rolled back on destruction unless committed.
+class AtomicStep {
+ public:
+  AtomicStep(Database& db, std::string_view op)
+      // Under the lock, a transaction open on the connection is this thread's.
+      : db_(db), op_(op), nested_(sqlite3_get_autocommit(db.handle()) == 0) {
+    if (nested_) {
+      db_.exec("SAVEPOINT keyhold_step", op_);
+    } else {
+      db_.begin();
+    }
+  }
+  AtomicStep(const AtomicStep&) = delete;
+  AtomicStep& operator=(const AtomicStep&) = delete;
+  ~AtomicStep() {
+    if (done_) return;
+    if (!nested_) {
+      db_.rollback();
+    } else if (sqlite3_get_autocommit(db_.handle()) == 0) {
+      // Fails only when SQLite already rolled the whole transaction back
+      // (SQLITE_FULL, ...): Database then refuses the transaction's next calls.
+      sqlite3_exec(db_.handle(), "ROLLBACK TO keyhold_step; RELEASE keyhold_step", nullptr, nullptr, nullptr);
+    }
+  }
+
+  void commit() {
+    if (nested_) {
+      db_.exec("RELEASE keyhold_step", op_);
+      done_ = true;
+    } else {
+      done_ = true;  // Database::commit() ends the transaction whatever happens
+      db_.commit();
+    }
+  }
+
+ private:
+  Database& db_;
+  std::string_view op_;
+  bool nested_;
+  bool done_ = false;
+};
+
 // The reads of the repositories: under the connection's lock, the statement
 // with keys bound to ?1, ?2, ... in order, each row made a record by
 // read(const Query&).
@@ -240,9 +289,147 @@ inline void require_timestamp(std::string_view value, std::string_view field, st
                                        std::string(kTimestampExample));
 }
 
-// ---- the repositories of sqlite_pki_repositories.cpp, for the store ----
+// ---- lists of strings as JSON text ----
 
+// values as a JSON array of strings (RFC 8259): the form the schema checks
+// (json_valid, json_type 'array'), and one that a PostgreSQL store could keep
+// as jsonb.
+inline std::string to_json_array(const std::vector<std::string>& values) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char ch : values[i]) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+        out.push_back(ch);
+      } else if (c < 0x20) {
+        out += "\\u00";
+        out.push_back(kDigits[c >> 4]);
+        out.push_back(kDigits[c & 0x0f]);
+      } else {
+        out.push_back(ch);
+      }
+    }
+    out.push_back('"');
+  }
+  out.push_back(']');
+  return out;
+}
+
+// A JSON array of strings back into strings; nullopt when text is anything
+// else. Reads any valid JSON spelling (escapes, white space), not only
+// to_json_array's: other writers of the database may spell it differently.
+inline std::optional<std::vector<std::string>> from_json_array(std::string_view text) {
+  std::size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  };
+  auto hex4 = [&](std::uint32_t& v) {
+    if (text.size() - i < 4) return false;
+    v = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = text[i++];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return false;
+      v = v << 4 | static_cast<std::uint32_t>(d);
+    }
+    return true;
+  };
+  auto utf8 = [](std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out.push_back(static_cast<char>(0xc0 | cp >> 6));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+      out.push_back(static_cast<char>(0xe0 | cp >> 12));
+      out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    } else {
+      out.push_back(static_cast<char>(0xf0 | cp >> 18));
+      out.push_back(static_cast<char>(0x80 | (cp >> 12 & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    }
+  };
+  auto string = [&](std::string& out) {
+    if (i >= text.size() || text[i] != '"') return false;
+    ++i;
+    while (i < text.size()) {
+      auto c = static_cast<unsigned char>(text[i++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;
+      if (c != '\\') {
+        out.push_back(static_cast<char>(c));
+        continue;
+      }
+      if (i >= text.size()) return false;
+      switch (text[i++]) {
+        case '"': out.push_back('"'); break;
+        case '\\': out.push_back('\\'); break;
+        case '/': out.push_back('/'); break;
+        case 'b': out.push_back('\b'); break;
+        case 'f': out.push_back('\f'); break;
+        case 'n': out.push_back('\n'); break;
+        case 'r': out.push_back('\r'); break;
+        case 't': out.push_back('\t'); break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!hex4(cp)) return false;
+          if (cp >= 0xdc00 && cp <= 0xdfff) return false;  // a lone low surrogate
+          if (cp >= 0xd800 && cp <= 0xdbff) {
+            std::uint32_t low = 0;
+            if (text.substr(i, 2) != "\\u") return false;
+            i += 2;
+            if (!hex4(low) || low < 0xdc00 || low > 0xdfff) return false;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          utf8(out, cp);
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  };
+
+  std::vector<std::string> out;
+  skip_ws();
+  if (i >= text.size() || text[i] != '[') return std::nullopt;
+  ++i;
+  skip_ws();
+  if (i < text.size() && text[i] == ']') {
+    ++i;
+  } else {
+    for (;;) {
+      std::string value;
+      if (!string(value)) return std::nullopt;
+      out.push_back(std::move(value));
+      skip_ws();
+      if (i >= text.size()) return std::nullopt;
+      char c = text[i++];
+      if (c == ']') break;
+      if (c != ',') return std::nullopt;
+      skip_ws();
+    }
+  }
+  skip_ws();
+  if (i != text.size()) return std::nullopt;
+  return out;
+}
+
+// ---- the repositories of the other files, for the store ----
+
+// sqlite_pki_repositories.cpp
 std::unique_ptr<CaRepository> make_ca_repository(Database& db);
 std::unique_ptr<CertificateRepository> make_certificate_repository(Database& db);
+
+// sqlite_ssh_repositories.cpp
+std::unique_ptr<SshCaRepository> make_ssh_ca_repository(Database& db);
+std::unique_ptr<SshCertificateRepository> make_ssh_certificate_repository(Database& db);
+std::unique_ptr<SshKeyRepository> make_ssh_key_repository(Database& db);
 
 }  // namespace keyhold::store::sqlite_internal

@@ -7,8 +7,8 @@
 // PRAGMA application_id, so that another application's database is refused
 // rather than altered.
 //
-// The PKI repositories live in sqlite_pki_repositories.cpp; both files share
-// what sqlite_database.hpp holds.
+// The PKI repositories live in sqlite_pki_repositories.cpp, the SSH ones in
+// sqlite_ssh_repositories.cpp; the files share what sqlite_database.hpp holds.
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -161,6 +161,112 @@ CREATE INDEX certificates_revoked_by_version
 ALTER TABLE cas ADD COLUMN crl_number INTEGER NOT NULL DEFAULT 0
   CONSTRAINT cas_crl_number_valid CHECK (crl_number >= 0);
 UPDATE cas SET crl_number = (SELECT COALESCE(MAX(crl_number), 0) FROM ca_versions WHERE ca_versions.ca_id = cas.id);
+)sql",
+    // 4: the SSH CA. Serials and validity times are unsigned 64-bit values
+    // stored as their bit pattern in a signed INTEGER: unsigned order is
+    // (x < 0, x), which the row-value comparisons and indexes below use.
+    // ssh_revocations is what a CA's KRL lists (OpenSSH PROTOCOL.krl):
+    // exactly the column its kind names is set, and each value appears once
+    // per CA (partial unique indexes: a plain UNIQUE would let NULLs repeat).
+    // A CKA_ID belongs to one SSH CA and one SSH key version: two CAs on one
+    // key would share trust but not KRLs, and retiring a version destroys its
+    // token key. ssh_keys holds every version of the SSH keys kept in the
+    // token. Same timestamp rule as migration 1.
+    R"sql(
+CREATE TABLE ssh_cas (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL CONSTRAINT ssh_cas_name_valid CHECK (length(name) > 0),
+  key_object_id   BLOB NOT NULL CONSTRAINT ssh_cas_key_object_id_valid
+                    CHECK (typeof(key_object_id) = 'blob' AND length(key_object_id) > 0),
+  key_type        TEXT NOT NULL CONSTRAINT ssh_cas_key_type_valid CHECK (length(key_type) > 0),
+  public_key_blob BLOB NOT NULL CONSTRAINT ssh_cas_public_key_blob_valid
+                    CHECK (typeof(public_key_blob) = 'blob' AND length(public_key_blob) > 0),
+  krl_version     INTEGER NOT NULL DEFAULT 0 CONSTRAINT ssh_cas_krl_version_valid
+                    CHECK (typeof(krl_version) = 'integer' AND krl_version >= 0),
+  created_at      TEXT NOT NULL CONSTRAINT ssh_cas_created_at_valid
+                    CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT ssh_cas_name_unique UNIQUE (name),
+  CONSTRAINT ssh_cas_key_object_id_unique UNIQUE (key_object_id)
+);
+
+CREATE TABLE ssh_certificates (
+  id                     INTEGER PRIMARY KEY,
+  ca_id                  INTEGER NOT NULL,
+  serial                 INTEGER NOT NULL CONSTRAINT ssh_certificates_serial_valid CHECK (typeof(serial) = 'integer'),
+  type                   TEXT NOT NULL CONSTRAINT ssh_certificates_type_valid CHECK (type IN ('user', 'host')),
+  key_id                 TEXT NOT NULL CONSTRAINT ssh_certificates_key_id_valid CHECK (length(key_id) > 0),
+  principals             TEXT NOT NULL DEFAULT '[]' CONSTRAINT ssh_certificates_principals_valid
+                           CHECK (json_valid(principals) AND json_type(principals) = 'array'),
+  valid_after            INTEGER NOT NULL CONSTRAINT ssh_certificates_valid_after_valid
+                           CHECK (typeof(valid_after) = 'integer'),
+  valid_before           INTEGER NOT NULL CONSTRAINT ssh_certificates_valid_before_valid
+                           CHECK (typeof(valid_before) = 'integer'
+                                  AND (valid_after < 0, valid_after) < (valid_before < 0, valid_before)),
+  public_key_fingerprint TEXT NOT NULL CONSTRAINT ssh_certificates_public_key_fingerprint_valid
+                           CHECK (length(public_key_fingerprint) = 50 AND public_key_fingerprint GLOB 'SHA256:*'
+                                  AND NOT substr(public_key_fingerprint, 8) GLOB '*[^A-Za-z0-9+/]*'),
+  public_key_blob        BLOB NOT NULL CONSTRAINT ssh_certificates_public_key_blob_valid
+                           CHECK (typeof(public_key_blob) = 'blob' AND length(public_key_blob) > 0),
+  profile                TEXT NOT NULL CONSTRAINT ssh_certificates_profile_valid CHECK (length(profile) > 0),
+  status                 TEXT NOT NULL DEFAULT 'valid'
+                           CONSTRAINT ssh_certificates_status_valid CHECK (status IN ('valid', 'revoked')),
+  revoked_at             TEXT CONSTRAINT ssh_certificates_revoked_at_valid
+                           CHECK ((revoked_at IS NULL) = (status = 'valid') AND (revoked_at IS NULL OR
+                             revoked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z')),
+  requester              TEXT NOT NULL CONSTRAINT ssh_certificates_requester_valid CHECK (length(requester) > 0),
+  certificate_blob       BLOB NOT NULL CONSTRAINT ssh_certificates_certificate_blob_valid
+                           CHECK (typeof(certificate_blob) = 'blob' AND length(certificate_blob) > 0),
+  created_at             TEXT NOT NULL CONSTRAINT ssh_certificates_created_at_valid
+                           CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT ssh_certificates_ca_id_fk FOREIGN KEY (ca_id) REFERENCES ssh_cas (id),
+  CONSTRAINT ssh_certificates_serial_unique UNIQUE (ca_id, serial)
+);
+CREATE INDEX ssh_certificates_by_ca
+  ON ssh_certificates (ca_id, valid_before < 0, valid_before, serial < 0, serial);
+CREATE INDEX ssh_certificates_by_valid_before
+  ON ssh_certificates (valid_before < 0, valid_before, serial < 0, serial);
+CREATE INDEX ssh_certificates_by_key_id ON ssh_certificates (ca_id, key_id);
+
+CREATE TABLE ssh_revocations (
+  id              INTEGER PRIMARY KEY,
+  ca_id           INTEGER NOT NULL,
+  kind            TEXT NOT NULL CONSTRAINT ssh_revocations_kind_valid CHECK (kind IN ('serial', 'key_id', 'key')),
+  serial          INTEGER CONSTRAINT ssh_revocations_serial_valid
+                    CHECK ((serial IS NOT NULL) = (kind = 'serial') AND (serial IS NULL OR typeof(serial) = 'integer')),
+  key_id          TEXT CONSTRAINT ssh_revocations_key_id_valid
+                    CHECK ((key_id IS NOT NULL) = (kind = 'key_id') AND (key_id IS NULL OR length(key_id) > 0)),
+  public_key_blob BLOB CONSTRAINT ssh_revocations_public_key_blob_valid
+                    CHECK ((public_key_blob IS NOT NULL) = (kind = 'key') AND (public_key_blob IS NULL OR
+                      (typeof(public_key_blob) = 'blob' AND length(public_key_blob) > 0))),
+  revoked_at      TEXT NOT NULL CONSTRAINT ssh_revocations_revoked_at_valid
+                    CHECK (revoked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT ssh_revocations_ca_id_fk FOREIGN KEY (ca_id) REFERENCES ssh_cas (id)
+);
+CREATE UNIQUE INDEX ssh_revocations_serial_unique
+  ON ssh_revocations (ca_id, serial < 0, serial) WHERE kind = 'serial';
+CREATE UNIQUE INDEX ssh_revocations_key_id_unique ON ssh_revocations (ca_id, key_id) WHERE kind = 'key_id';
+CREATE UNIQUE INDEX ssh_revocations_key_unique ON ssh_revocations (ca_id, public_key_blob) WHERE kind = 'key';
+
+CREATE TABLE ssh_keys (
+  id              INTEGER PRIMARY KEY,
+  name            TEXT NOT NULL CONSTRAINT ssh_keys_name_valid CHECK (length(name) > 0),
+  version         INTEGER NOT NULL CONSTRAINT ssh_keys_version_valid
+                    CHECK (typeof(version) = 'integer' AND version >= 1),
+  key_object_id   BLOB NOT NULL CONSTRAINT ssh_keys_key_object_id_valid
+                    CHECK (typeof(key_object_id) = 'blob' AND length(key_object_id) > 0),
+  key_type        TEXT NOT NULL CONSTRAINT ssh_keys_key_type_valid CHECK (length(key_type) > 0),
+  public_key_blob BLOB NOT NULL CONSTRAINT ssh_keys_public_key_blob_valid
+                    CHECK (typeof(public_key_blob) = 'blob' AND length(public_key_blob) > 0),
+  state           TEXT NOT NULL DEFAULT 'active'
+                    CONSTRAINT ssh_keys_state_valid CHECK (state IN ('active', 'retired')),
+  created_at      TEXT NOT NULL CONSTRAINT ssh_keys_created_at_valid
+                    CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  retired_at      TEXT CONSTRAINT ssh_keys_retired_at_valid
+                    CHECK ((retired_at IS NULL) = (state = 'active') AND (retired_at IS NULL OR
+                      retired_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z')),
+  CONSTRAINT ssh_keys_version_unique UNIQUE (name, version),
+  CONSTRAINT ssh_keys_key_object_id_unique UNIQUE (key_object_id)
+);
 )sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
@@ -568,11 +674,17 @@ class SqliteStore final : public Store {
       : db_(path),
         keys_(db_),
         cas_(make_ca_repository(db_)),
-        certificates_(make_certificate_repository(db_)) {}
+        certificates_(make_certificate_repository(db_)),
+        ssh_cas_(make_ssh_ca_repository(db_)),
+        ssh_certificates_(make_ssh_certificate_repository(db_)),
+        ssh_keys_(make_ssh_key_repository(db_)) {}
 
   KeyRepository& keys() override { return keys_; }
   CaRepository& cas() override { return *cas_; }
   CertificateRepository& certificates() override { return *certificates_; }
+  SshCaRepository& ssh_cas() override { return *ssh_cas_; }
+  SshCertificateRepository& ssh_certificates() override { return *ssh_certificates_; }
+  SshKeyRepository& ssh_keys() override { return *ssh_keys_; }
 
   int schema_version() override {
     static constexpr std::string_view kOp = "read schema version";
@@ -590,6 +702,9 @@ class SqliteStore final : public Store {
   SqliteKeyRepository keys_;
   std::unique_ptr<CaRepository> cas_;
   std::unique_ptr<CertificateRepository> certificates_;
+  std::unique_ptr<SshCaRepository> ssh_cas_;
+  std::unique_ptr<SshCertificateRepository> ssh_certificates_;
+  std::unique_ptr<SshKeyRepository> ssh_keys_;
 };
 
 }  // namespace

@@ -21,6 +21,9 @@ class FailingInsertStore final : public store::Store, private store::KeyReposito
   store::KeyRepository& keys() override { return *this; }
   store::CaRepository& cas() override { return inner_.cas(); }
   store::CertificateRepository& certificates() override { return inner_.certificates(); }
+  store::SshCaRepository& ssh_cas() override { return inner_.ssh_cas(); }
+  store::SshCertificateRepository& ssh_certificates() override { return inner_.ssh_certificates(); }
+  store::SshKeyRepository& ssh_keys() override { return inner_.ssh_keys(); }
   int schema_version() override { return inner_.schema_version(); }
 
  private:

@@ -15,6 +15,7 @@
 
 #include "keyhold/core/error.hpp"
 #include "keyhold/pki/profile.hpp"
+#include "keyhold/ssh/profile.hpp"
 
 namespace keyhold::app {
 namespace {
@@ -22,6 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
 
@@ -197,14 +199,14 @@ TEST_F(ConfigParse, RejectsUnknownKeysWithTheirLine) {
   EXPECT_EQ(error(std::string(kToken) + "colour = \"blue\"\n"),
             at(4) + "unknown key 'token.colour' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error("verbose = true\n" + std::string(kToken)),
-            at(1) + "unknown key 'verbose' (known keys: token, store, pki, profiles)");
+            at(1) + "unknown key 'verbose' (known keys: token, store, pki, profiles, ssh_profiles)");
   EXPECT_EQ(error(std::string(kToken) + "\n[store]\npth = \"x.db\"\n"),
             at(6) + "unknown key 'store.pth' (did you mean 'store.path'?)");
 }
 
 TEST_F(ConfigParse, RejectsUnknownTables) {
   EXPECT_EQ(error(std::string(kToken) + "\n[server]\nlisten = \"0.0.0.0:8443\"\n"),
-            at(5) + "unknown key 'server' (known keys: token, store, pki, profiles)");
+            at(5) + "unknown key 'server' (known keys: token, store, pki, profiles, ssh_profiles)");
   EXPECT_EQ(error(std::string(kToken) + "[token.extra]\nx = 1\n"),
             at(4) + "unknown key 'token.extra' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error(std::string(kToken) + "[store.nested]\n"),
@@ -336,7 +338,7 @@ TEST_F(ConfigParse, RejectsInvalidEnvironmentNames) {
 
 TEST_F(ConfigParse, KeepsMessagesOnOneLine) {
   std::string message = error("\"a\\nb\" = 1\n" + std::string(kToken));
-  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store, pki, profiles)");
+  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store, pki, profiles, ssh_profiles)");
   EXPECT_THAT(message, Not(HasSubstr("\n")));
 }
 
@@ -666,6 +668,57 @@ TEST_F(ConfigParse, ReadsTheDevelopmentProfiles) {
     ASSERT_EQ(decision.warnings.size(), 1u);
     EXPECT_THAT(decision.warnings[0], HasSubstr("development only"));
   }
+
+  ASSERT_EQ(config.ssh.profiles.size(), 2u);
+  const ssh::Profile& user = config.ssh.profiles.at("user");
+  EXPECT_EQ(user.name, "user");
+  EXPECT_EQ(user.kind, ssh::CertificateKind::User);
+  EXPECT_TRUE(user.development_only);
+  EXPECT_THAT(user.principals, ElementsAre("*"));
+  EXPECT_THAT(user.key_types, ElementsAre("ed25519", "ecdsa", "rsa"));
+  EXPECT_EQ(user.min_rsa_bits, 2048);
+  EXPECT_EQ(user.default_validity, std::chrono::hours(8));
+  EXPECT_EQ(user.max_validity, std::chrono::hours(24));
+  EXPECT_THAT(user.extensions, ElementsAre("permit-X11-forwarding", "permit-agent-forwarding",
+                                           "permit-port-forwarding", "permit-pty", "permit-user-rc"));
+  EXPECT_EQ(user.default_extensions, user.extensions);
+  EXPECT_THAT(user.critical_options, ElementsAre("force-command", "source-address", "verify-required"));
+
+  const ssh::Profile& host = config.ssh.profiles.at("host");
+  EXPECT_EQ(host.kind, ssh::CertificateKind::Host);
+  EXPECT_TRUE(host.development_only);
+  EXPECT_THAT(host.principals, ElementsAre("*"));
+  EXPECT_THAT(host.key_types, ElementsAre("ed25519", "ecdsa", "rsa"));
+  EXPECT_EQ(host.default_validity, std::chrono::hours(30 * 24));
+  EXPECT_EQ(host.max_validity, std::chrono::hours(365 * 24));
+  EXPECT_THAT(host.extensions, IsEmpty());
+  EXPECT_THAT(host.default_extensions, IsEmpty());
+  EXPECT_THAT(host.critical_options, IsEmpty());
+
+  // Permissive indeed: any principal, with a warning.
+  constexpr std::uint64_t kNow = 1'800'000'000;
+  ssh::SignRequest request;
+  request.kind = ssh::CertificateKind::User;
+  request.subject_key_type = "ecdsa-sha2-nistp384";
+  request.key_id = "anybody";
+  request.principals = {"root", "deploy", "alice@EXAMPLE.COM"};
+  request.options = {{"source-address", "127.0.0.1"}};
+  ssh::SignDecision decision = ssh::check_sign_request(user, request, kNow);
+  EXPECT_EQ(decision.valid_before, kNow + 8 * 3600);
+  EXPECT_EQ(decision.extensions, user.extensions);
+  ASSERT_EQ(decision.warnings.size(), 1u);
+  EXPECT_THAT(decision.warnings[0], HasSubstr("development only"));
+
+  request.kind = ssh::CertificateKind::Host;
+  request.subject_key_type = "ssh-rsa";
+  request.subject_rsa_bits = 3072;
+  request.principals = {"anything.test", "*.wild.example", "192.0.2.1", "::1", "localhost"};
+  request.options.clear();
+  decision = ssh::check_sign_request(host, request, kNow);
+  EXPECT_EQ(decision.valid_before, kNow + 30 * 24 * 3600);
+  EXPECT_THAT(decision.extensions, IsEmpty());
+  ASSERT_EQ(decision.warnings.size(), 1u);
+  EXPECT_THAT(decision.warnings[0], HasSubstr("development only"));
 }
 
 TEST_F(ConfigParse, DevelopmentProfilesFollowTheDevelopmentConfiguration) {
@@ -676,6 +729,334 @@ TEST_F(ConfigParse, DevelopmentProfilesFollowTheDevelopmentConfiguration) {
       dev_profiles_toml());
   EXPECT_EQ(config.token.environment.size(), 1u);
   EXPECT_EQ(config.pki.profiles.size(), 2u);
+  EXPECT_EQ(config.ssh.profiles.size(), 2u);
+}
+
+// ---- [ssh_profiles.NAME] ------------------------------------------------------
+
+// The example of docs/configuration.md, after kToken: [ssh_profiles.user] on
+// line 5, [ssh_profiles.hosts] on line 17.
+const std::string kSshProfiles = std::string(kToken) +
+                                 "\n"
+                                 "[ssh_profiles.user]\n"
+                                 "kind = \"user\"\n"
+                                 "principals = [\"deploy-*\", \"alice\"]\n"
+                                 "key_types = [\"ed25519\", \"ecdsa\"]\n"
+                                 "min_rsa_bits = 3072\n"
+                                 "default_validity = \"1h\"\n"
+                                 "max_validity = \"12h\"\n"
+                                 "extensions = [\"permit-pty\", \"permit-agent-forwarding\", \"login@github.com\"]\n"
+                                 "default_extensions = [\"permit-pty\"]\n"
+                                 "critical_options = [\"force-command\", \"source-address\"]\n"
+                                 "development_only = false\n"
+                                 "\n"
+                                 "[ssh_profiles.hosts]\n"
+                                 "kind = \"host\"\n"
+                                 "principals = [\"*.example.org\", \"10.0.0.*\"]\n"
+                                 "default_validity = \"30d\"\n"
+                                 "max_validity = \"365d\"\n";
+
+// An SSH profile of this kind on lines 4 (header) and 5 (kind), then `line` on line 6.
+std::string ssh_profile_with(const std::string& kind, const std::string& line) {
+  return std::string(kToken) + "[ssh_profiles.p]\nkind = \"" + kind + "\"\n" + line + "\n";
+}
+
+TEST_F(ConfigParse, SshProfilesAreEmptyWhenAbsent) {
+  EXPECT_TRUE(parse(kToken).ssh.profiles.empty());
+  EXPECT_TRUE(parse(std::string(kToken) + "[ssh_profiles]\n").ssh.profiles.empty());
+}
+
+TEST_F(ConfigParse, ReadsFullSshProfiles) {
+  Config config = parse(kSshProfiles);
+  ASSERT_EQ(config.ssh.profiles.size(), 2u);
+  const ssh::Profile& user = config.ssh.profiles.at("user");
+  EXPECT_EQ(user.name, "user");
+  EXPECT_EQ(user.kind, ssh::CertificateKind::User);
+  EXPECT_THAT(user.principals, ElementsAre("deploy-*", "alice"));
+  EXPECT_THAT(user.key_types, ElementsAre("ed25519", "ecdsa"));
+  EXPECT_EQ(user.min_rsa_bits, 3072);
+  EXPECT_EQ(user.default_validity, std::chrono::hours(1));
+  EXPECT_EQ(user.max_validity, std::chrono::hours(12));
+  EXPECT_THAT(user.extensions, ElementsAre("permit-pty", "permit-agent-forwarding", "login@github.com"));
+  EXPECT_THAT(user.default_extensions, ElementsAre("permit-pty"));
+  EXPECT_THAT(user.critical_options, ElementsAre("force-command", "source-address"));
+  EXPECT_FALSE(user.development_only);
+
+  const ssh::Profile& hosts = config.ssh.profiles.at("hosts");
+  EXPECT_EQ(hosts.name, "hosts");
+  EXPECT_EQ(hosts.kind, ssh::CertificateKind::Host);
+  EXPECT_THAT(hosts.principals, ElementsAre("*.example.org", "10.0.0.*"));
+  EXPECT_THAT(hosts.key_types, ElementsAre("ed25519", "ecdsa", "rsa"));
+  EXPECT_EQ(hosts.default_validity, std::chrono::hours(30 * 24));
+  EXPECT_EQ(hosts.max_validity, std::chrono::hours(365 * 24));
+  EXPECT_THAT(hosts.extensions, IsEmpty());
+  EXPECT_THAT(hosts.default_extensions, IsEmpty());
+  EXPECT_THAT(hosts.critical_options, IsEmpty());
+  EXPECT_FALSE(hosts.development_only);
+}
+
+TEST_F(ConfigParse, GivesAnSshProfileTheDefaultsOfItsKind) {
+  Config config = parse(std::string(kToken) + "[ssh_profiles.u]\nkind = \"user\"\n[ssh_profiles.h]\nkind = \"host\"\n");
+  for (auto kind : {ssh::CertificateKind::User, ssh::CertificateKind::Host}) {
+    std::string name = kind == ssh::CertificateKind::User ? "u" : "h";
+    const ssh::Profile& profile = config.ssh.profiles.at(name);
+    ssh::Profile defaults = ssh::make_profile(name, kind);
+    EXPECT_EQ(profile.name, name);
+    EXPECT_EQ(profile.kind, kind);
+    EXPECT_EQ(profile.principals, defaults.principals);
+    EXPECT_EQ(profile.key_types, defaults.key_types);
+    EXPECT_EQ(profile.min_rsa_bits, 2048);
+    EXPECT_EQ(profile.default_validity, std::chrono::hours(8));
+    EXPECT_EQ(profile.max_validity, std::chrono::hours(24));
+    EXPECT_EQ(profile.extensions, defaults.extensions);
+    EXPECT_EQ(profile.default_extensions, defaults.default_extensions);
+    EXPECT_EQ(profile.critical_options, defaults.critical_options);
+    EXPECT_FALSE(profile.development_only);
+  }
+  EXPECT_EQ(config.ssh.profiles.at("u").extensions.size(), 5u);
+  EXPECT_TRUE(config.ssh.profiles.at("h").extensions.empty());
+}
+
+TEST_F(ConfigParse, ReadsSshProfilesInAnyTableForm) {
+  Config config = parse(std::string(kToken) +
+                        "[ssh_profiles.\"ops.ro-1\"]\n"
+                        "kind = \"user\"\n"
+                        "[ssh_profiles]\n"
+                        "inline = { kind = \"host\", principals = [\"*.example.org\"], max_validity = \"7d\" }\n"
+                        "dotted.kind = \"user\"\n"
+                        "dotted.principals = [\"alice\"]\n");
+  ASSERT_EQ(config.ssh.profiles.size(), 3u);
+  EXPECT_EQ(config.ssh.profiles.at("ops.ro-1").name, "ops.ro-1");
+  EXPECT_EQ(config.ssh.profiles.at("inline").kind, ssh::CertificateKind::Host);
+  EXPECT_EQ(config.ssh.profiles.at("inline").max_validity, std::chrono::hours(7 * 24));
+  EXPECT_THAT(config.ssh.profiles.at("dotted").principals, ElementsAre("alice"));
+  // The X.509 and SSH profiles are separate namespaces.
+  config = parse(std::string(kToken) + "[profiles.user]\ndns = [\"*\"]\n[ssh_profiles.user]\nkind = \"user\"\n");
+  EXPECT_EQ(config.pki.profiles.size(), 1u);
+  EXPECT_EQ(config.ssh.profiles.size(), 1u);
+}
+
+TEST_F(ConfigParse, RequiresTheKindOfAnSshProfile) {
+  EXPECT_EQ(error(std::string(kToken) + "[ssh_profiles.p]\nprincipals = [\"*\"]\n"),
+            at(4) + "missing required key 'ssh_profiles.p.kind'");
+  EXPECT_EQ(error(std::string(kToken) + "[ssh_profiles.p]\nkind = \"users\"\n"),
+            at(5) + "'ssh_profiles.p.kind' must be \"user\" or \"host\", not 'users'");
+  EXPECT_EQ(error(std::string(kToken) + "[ssh_profiles.p]\nkind = \"Host\"\n"),
+            at(5) + "'ssh_profiles.p.kind' must be \"user\" or \"host\", not 'Host'");
+}
+
+TEST_F(ConfigParse, LowersTheDefaultSshValidityWithAMaximumBelowIt) {
+  Config config = parse(ssh_profile_with("user", "max_validity = \"1h\""));
+  EXPECT_EQ(config.ssh.profiles.at("p").max_validity, std::chrono::hours(1));
+  EXPECT_EQ(config.ssh.profiles.at("p").default_validity, std::chrono::hours(1));
+  config = parse(ssh_profile_with("user", "max_validity = \"1h\"\ndefault_validity = \"15m\""));
+  EXPECT_EQ(config.ssh.profiles.at("p").default_validity, std::chrono::minutes(15));
+  EXPECT_EQ(error(ssh_profile_with("user", "default_validity = \"48h\"")),
+            at(6) + "'ssh_profiles.p.default_validity' (48h) must not be more than max_validity (24h, the default)");
+  EXPECT_EQ(error(ssh_profile_with("user", "default_validity = \"2d\"\nmax_validity = \"36h\"")),
+            at(6) + "'ssh_profiles.p.default_validity' (2d) must not be more than max_validity (36h)");
+}
+
+TEST_F(ConfigParse, NarrowsTheDefaultExtensionsToTheAllowedOnes) {
+  Config config = parse(ssh_profile_with("user", "extensions = [\"permit-pty\", \"no-touch-required\"]"));
+  EXPECT_THAT(config.ssh.profiles.at("p").extensions, ElementsAre("permit-pty", "no-touch-required"));
+  EXPECT_THAT(config.ssh.profiles.at("p").default_extensions, ElementsAre("permit-pty"));
+  config = parse(ssh_profile_with("user", "extensions = []"));
+  EXPECT_THAT(config.ssh.profiles.at("p").default_extensions, IsEmpty());
+  config = parse(ssh_profile_with("user", "default_extensions = []\ncritical_options = []"));
+  EXPECT_EQ(config.ssh.profiles.at("p").extensions.size(), 5u);
+  EXPECT_THAT(config.ssh.profiles.at("p").default_extensions, IsEmpty());
+  EXPECT_THAT(config.ssh.profiles.at("p").critical_options, IsEmpty());
+}
+
+TEST_F(ConfigParse, RefusesDefaultExtensionsOutsideTheExtensionsOnTheirLine) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[ssh_profiles.p]\n"
+                  "kind = \"user\"\n"
+                  "extensions = [\"permit-pty\", \"permit-user-rc\"]\n"
+                  "default_extensions = [\n"
+                  "  \"permit-pty\",\n"
+                  "  \"permit-agent-forwarding\",\n"
+                  "]\n"),
+            at(9) + "'ssh_profiles.p.default_extensions': extension 'permit-agent-forwarding' is not in extensions "
+                    "(permit-pty, permit-user-rc)");
+  EXPECT_EQ(error(ssh_profile_with("user", "default_extensions = [\"no-touch-required\"]")),
+            at(6) + "'ssh_profiles.p.default_extensions': extension 'no-touch-required' is not in extensions "
+                    "(permit-X11-forwarding, permit-agent-forwarding, permit-port-forwarding, permit-pty, "
+                    "permit-user-rc, the default)");
+  EXPECT_EQ(error(ssh_profile_with("user", "extensions = []\ndefault_extensions = [\"permit-pty\"]")),
+            at(7) + "'ssh_profiles.p.default_extensions': extension 'permit-pty' is not in extensions (it is empty)");
+}
+
+TEST_F(ConfigParse, RefusesExtensionsAndOptionsInHostSshProfiles) {
+  EXPECT_EQ(error(ssh_profile_with("host", "extensions = [\"permit-pty\"]")),
+            at(6) + "'ssh_profiles.p.extensions' must be empty in a profile with kind = \"host\": host certificates "
+                    "carry no extensions");
+  EXPECT_EQ(error(ssh_profile_with("host", "default_extensions = [\"permit-pty\"]")),
+            at(6) + "'ssh_profiles.p.default_extensions' must be empty in a profile with kind = \"host\": host "
+                    "certificates carry no extensions");
+  EXPECT_EQ(error(ssh_profile_with("host", "critical_options = [\"source-address\"]")),
+            at(6) + "'ssh_profiles.p.critical_options' must be empty in a profile with kind = \"host\": host "
+                    "certificates carry no critical options (ssh refuses a host certificate that has any)");
+  // Reported on their own line, wherever the kind is.
+  EXPECT_EQ(error(std::string(kToken) + "[ssh_profiles.p]\nextensions = [\"permit-pty\"]\nkind = \"host\"\n"),
+            at(5) + "'ssh_profiles.p.extensions' must be empty in a profile with kind = \"host\": host certificates "
+                    "carry no extensions");
+  Config config = parse(std::string(kToken) +
+                        "[ssh_profiles.p]\nextensions = []\ndefault_extensions = []\ncritical_options = []\n"
+                        "kind = \"host\"\n");
+  EXPECT_THAT(config.ssh.profiles.at("p").extensions, IsEmpty());
+}
+
+TEST_F(ConfigParse, ChecksHostPrincipalPatternsOnTheirLine) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[ssh_profiles.p]\n"
+                  "principals = [\n"
+                  "  \"*.example.org\",\n"
+                  "  \"Web01\",\n"
+                  "]\n"
+                  "kind = \"host\"\n"),
+            at(7) + "'ssh_profiles.p.principals': principal pattern 'Web01' contains upper-case letters: ssh "
+                    "lower-cases the host name before it matches host principals (write 'web01')");
+  EXPECT_EQ(error(ssh_profile_with("host", "principals = [\"deploy@example.org\"]")),
+            at(6) + "'ssh_profiles.p.principals': principal pattern 'deploy@example.org' holds '@', which cannot be "
+                    "in a host name or an IP address");
+  // The same patterns are fine for users.
+  EXPECT_NO_THROW(parse(ssh_profile_with("user", "principals = [\"Web01\", \"deploy@example.org\"]")));
+}
+
+TEST_F(ConfigParse, RejectsInvalidSshProfileValuesNamingLineAndValue) {
+  struct Case {
+    std::string line;
+    std::string message;  // after "FILE:6: "
+  };
+  const std::string known_extensions =
+      "no-touch-required, permit-X11-forwarding, permit-agent-forwarding, permit-port-forwarding, permit-pty, "
+      "permit-user-rc";
+  const std::vector<Case> cases = {
+      {"principals = [\"ops team\"]", "'ssh_profiles.p.principals': principal pattern 'ops team' contains a space"},
+      {"principals = [\"a,b\"]",
+       "'ssh_profiles.p.principals': principal pattern 'a,b' contains a comma (OpenSSH separates principals with "
+       "commas)"},
+      {"principals = [\"web?\"]",
+       "'ssh_profiles.p.principals': principal pattern 'web?' contains '?', which is not a wildcard here: only '*' "
+       "is"},
+      {"principals = [\"\"]", "'ssh_profiles.p.principals': principal pattern '' is empty (use '*' for any principal)"},
+      {"principals = [\"a\\tb\"]",
+       "'ssh_profiles.p.principals': principal pattern 'a\\x09b' contains a control character"},
+      {"principals = []", "'ssh_profiles.p.principals' must not be empty"},
+      {"principals = [\"alice\", \"alice\"]", "'ssh_profiles.p.principals': 'alice' is listed twice"},
+      {"key_types = [\"dsa\"]",
+       "'ssh_profiles.p.key_types': DSA keys are refused (OpenSSH has disabled them since 7.0)"},
+      {"key_types = [\"ec-p256\"]",
+       "'ssh_profiles.p.key_types': unknown key type 'ec-p256' (did you mean 'ecdsa'? it allows P-256, P-384 and "
+       "P-521)"},
+      {"key_types = [\"ssh-ed25519\"]",
+       "'ssh_profiles.p.key_types': unknown key type 'ssh-ed25519' (did you mean 'ed25519'?)"},
+      {"key_types = []", "'ssh_profiles.p.key_types' must not be empty"},
+      {"key_types = [\"rsa\", \"rsa\"]", "'ssh_profiles.p.key_types': 'rsa' is listed twice"},
+      {"min_rsa_bits = 1024", "'ssh_profiles.p.min_rsa_bits' must be between 2048 and 16384, not 1024"},
+      {"min_rsa_bits = 16385", "'ssh_profiles.p.min_rsa_bits' must be between 2048 and 16384, not 16385"},
+      {"default_validity = \"8 hours\"",
+       "'ssh_profiles.p.default_validity' must be a duration such as '90m', '12h', '7d' or '2w', not '8 hours'"},
+      {"default_validity = \"30s\"", "'ssh_profiles.p.default_validity' must be between 1m and 3650d, not '30s'"},
+      {"max_validity = \"3651d\"", "'ssh_profiles.p.max_validity' must be between 1m and 3650d, not '3651d'"},
+      {"max_validity = \"0h\"",
+       "'ssh_profiles.p.max_validity' must be a duration such as '90m', '12h', '7d' or '2w', not '0h'"},
+      {"extensions = [\"permit-everything\"]",
+       "'ssh_profiles.p.extensions': unknown extension 'permit-everything' (known: " + known_extensions +
+           "; a vendor extension is name@domain)"},
+      {"extensions = [\"permit-x11-forwarding\"]",
+       "'ssh_profiles.p.extensions': unknown extension 'permit-x11-forwarding' (did you mean "
+       "'permit-X11-forwarding'?)"},
+      {"extensions = [\"x@exa_mple.org\"]",
+       "'ssh_profiles.p.extensions': extension name 'x@exa_mple.org' is not valid: its domain is not a host name: it "
+       "holds '_', which is not a letter, digit or '-'"},
+      {"extensions = [\"permit-pty\", \"permit-pty\"]", "'ssh_profiles.p.extensions': 'permit-pty' is listed twice"},
+      {"default_extensions = [\"permit-everything\"]",
+       "'ssh_profiles.p.default_extensions': unknown extension 'permit-everything' (known: " + known_extensions +
+           "; a vendor extension is name@domain)"},
+      {"critical_options = [\"no-pty\"]",
+       "'ssh_profiles.p.critical_options': unknown critical option 'no-pty' (known: force-command, source-address, "
+       "verify-required; a vendor critical option is name@domain)"},
+      {"critical_options = [\"@example.org\"]",
+       "'ssh_profiles.p.critical_options': critical option name '@example.org' is not valid: it has nothing before "
+       "the '@'"},
+  };
+  for (const Case& c : cases) EXPECT_EQ(error(ssh_profile_with("user", c.line)), at(6) + c.message) << c.line;
+}
+
+TEST_F(ConfigParse, RejectsWrongTypesInSshProfiles) {
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {std::string(kToken) + "[ssh_profiles.p]\nkind = 1\n",
+       at(5) + "'ssh_profiles.p.kind' must be a string, not an integer"},
+      {ssh_profile_with("user", "principals = \"*\""),
+       at(6) + "'ssh_profiles.p.principals' must be an array, not a string"},
+      {ssh_profile_with("user", "principals = [\"a\", 1]"),
+       at(6) + "'ssh_profiles.p.principals[1]' must be a string, not an integer"},
+      {ssh_profile_with("user", "min_rsa_bits = \"2048\""),
+       at(6) + "'ssh_profiles.p.min_rsa_bits' must be an integer, not a string"},
+      {ssh_profile_with("user", "default_validity = 8"),
+       at(6) + "'ssh_profiles.p.default_validity' must be a string, not an integer"},
+      {ssh_profile_with("user", "max_validity = 1979-05-27"),
+       at(6) + "'ssh_profiles.p.max_validity' must be a string, not a date"},
+      {ssh_profile_with("user", "development_only = \"yes\""),
+       at(6) + "'ssh_profiles.p.development_only' must be a boolean, not a string"},
+      {ssh_profile_with("user", "extensions = [\"permit-pty\\u0000\"]"),
+       at(6) + "'ssh_profiles.p.extensions[0]' must not contain a NUL character"},
+      {std::string(kToken) + "[ssh_profiles]\np = \"user\"\n",
+       at(5) + "'ssh_profiles.p' must be a table, not a string"},
+      {std::string(kToken) + "[[ssh_profiles.p]]\n", at(4) + "'ssh_profiles.p' must be a table, not an array"},
+      {"ssh_profiles = [\"user\"]\n" + std::string(kToken), at(1) + "'ssh_profiles' must be a table, not an array"},
+  };
+  for (const Case& c : cases) EXPECT_EQ(error(c.text), c.message) << c.text;
+}
+
+TEST_F(ConfigParse, RejectsUnknownKeysInSshProfiles) {
+  EXPECT_EQ(error(ssh_profile_with("user", "principal = [\"*\"]")),
+            at(6) + "unknown key 'ssh_profiles.p.principal' (did you mean 'ssh_profiles.p.principals'?)");
+  EXPECT_EQ(error(ssh_profile_with("user", "colour = \"blue\"")),
+            at(6) + "unknown key 'ssh_profiles.p.colour' (known keys in [ssh_profiles.p]: kind, principals, key_types, "
+                    "min_rsa_bits, default_validity, max_validity, extensions, default_extensions, critical_options, "
+                    "development_only)");
+  EXPECT_EQ(error(std::string(kToken) + "[ssh_profile.user]\nkind = \"user\"\n"),
+            at(4) + "unknown key 'ssh_profile' (did you mean 'ssh_profiles'?)");
+  // Keys of the other kind of profile say where they belong.
+  EXPECT_EQ(error(ssh_profile_with("user", "max_days = 1")),
+            at(6) + "'max_days' is a key of X.509 certificate profiles, which are [profiles.NAME] tables; "
+                    "[ssh_profiles.NAME] is an SSH certificate profile");
+  EXPECT_EQ(error(ssh_profile_with("host", "dns = [\"*.example.org\"]")),
+            at(6) + "'dns' is a key of X.509 certificate profiles, which are [profiles.NAME] tables; "
+                    "[ssh_profiles.NAME] is an SSH certificate profile");
+  EXPECT_EQ(error(profile_with("principals = [\"alice\"]")),
+            at(5) + "'principals' is a key of SSH profiles, which are [ssh_profiles.NAME] tables; [profiles.NAME] is "
+                    "an X.509 certificate profile");
+  EXPECT_EQ(error(profile_with("kind = \"user\"")),
+            at(5) + "'kind' is a key of SSH profiles, which are [ssh_profiles.NAME] tables; [profiles.NAME] is an "
+                    "X.509 certificate profile");
+}
+
+TEST_F(ConfigParse, RejectsInvalidSshProfileNames) {
+  EXPECT_EQ(error(std::string(kToken) + "\n[ssh_profiles.\"ops team\"]\nkind = \"user\"\n"),
+            at(5) + "invalid SSH profile name 'ops team': use 1 to 64 letters, digits, '.', '_' or '-', starting with "
+                    "a letter or digit");
+  EXPECT_THAT(error(std::string(kToken) + "[ssh_profiles._hidden]\n"),
+              StartsWith(at(4) + "invalid SSH profile name '_hidden'"));
+}
+
+TEST_F(ConfigParse, ReportsTheFirstSshProfileProblemInFileOrder) {
+  EXPECT_EQ(error(std::string(kToken) +
+                  "[ssh_profiles.b]\n"
+                  "kind = \"user\"\n"
+                  "max_validity = \"1w\"\n"
+                  "default_validity = \"8d\"\n"
+                  "[ssh_profiles.a]\n"
+                  "kind = \"nobody\"\n"),
+            at(7) + "'ssh_profiles.b.default_validity' (8d) must not be more than max_validity (1w)");
 }
 
 // The ```toml blocks of docs/configuration.md, in order.
@@ -733,6 +1114,16 @@ TEST_F(LoadConfig, ReadsProfiles) {
   EXPECT_THAT(config.pki.profiles.at("server").dns, ElementsAre("*.example.com", ".example.org"));
   write_file(file, std::string(kToken) + "[profiles.server]\nip = [\"10.0.0.0/40\"]\n");
   EXPECT_THAT(error_of([&] { load_config(file); }), StartsWith(file.string() + ":5: 'profiles.server.ip': "));
+}
+
+TEST_F(LoadConfig, ReadsSshProfiles) {
+  fs::path file = dir_.path() / "keyhold.toml";
+  write_file(file, kSshProfiles);
+  Config config = load_config(file);
+  EXPECT_THAT(config.ssh.profiles.at("user").principals, ElementsAre("deploy-*", "alice"));
+  write_file(file, std::string(kToken) + "[ssh_profiles.user]\nkind = \"user\"\nprincipals = [\"a b\"]\n");
+  EXPECT_THAT(error_of([&] { load_config(file); }),
+              StartsWith(file.string() + ":6: 'ssh_profiles.user.principals': "));
 }
 
 TEST_F(LoadConfig, NamesTheFileInEveryMessage) {

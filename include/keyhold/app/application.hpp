@@ -11,6 +11,7 @@
 #include "keyhold/app/config.hpp"
 #include "keyhold/crypto/key_ring.hpp"
 #include "keyhold/pki/authority.hpp"
+#include "keyhold/ssh/authority.hpp"
 #include "keyhold/service/key_service.hpp"
 #include "keyhold/store/store.hpp"
 
@@ -34,6 +35,8 @@ class Application {
   service::KeyService& keys();
   // The certificate authority (store, token and the configured profiles).
   pki::Authority& authority();
+  // The SSH certificate authority and token-held SSH keys.
+  ssh::Authority& ssh_authority();
   // What the token is; needs no login.
   crypto::TokenSummary token_summary();
 
@@ -53,6 +56,7 @@ class Application {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<service::KeyService> keys_;
   std::unique_ptr<pki::Authority> authority_;
+  std::unique_ptr<ssh::Authority> ssh_authority_;
 };
 
 // What `keyhold init --dev` made.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "keyhold/pki/profile.hpp"
+#include "keyhold/ssh/profile.hpp"
 
 namespace keyhold::app {
 
@@ -51,12 +52,20 @@ struct PkiSettings {
   std::map<std::string, pki::Profile> profiles;
 };
 
+// [ssh_profiles.NAME]
+struct SshSettings {
+  // By name (the table name, a valid profile name); each one passed
+  // ssh::validate_profile. Empty when the file has no [ssh_profiles.*].
+  std::map<std::string, ssh::Profile> profiles;
+};
+
 struct Config {
   std::filesystem::path file;       // absolute path of keyhold.toml
   std::filesystem::path directory;  // its directory
   TokenSettings token;
   StoreSettings store;
   PkiSettings pki;
+  SshSettings ssh;
 };
 
 // Where the configuration is: the --config flag if given, else
@@ -76,11 +85,14 @@ Config load_config(const std::filesystem::path& file);
 Config parse_config(std::string_view text, const std::filesystem::path& file);
 
 // For keyhold init --dev: TOML text, to append to a keyhold.toml that has no
-// [pki] or [profiles], holding a [pki] section and two permissive
-// DEVELOPMENT-ONLY profiles (development_only = true): `server` (serverAuth;
-// digitalSignature, keyEncipherment) and `client` (clientAuth;
-// digitalSignature), each allowing any DNS name, IP address, URI and email
-// address and copying every known subject field.
+// [pki], [profiles] or [ssh_profiles], holding a [pki] section and
+// permissive DEVELOPMENT-ONLY profiles (development_only = true):
+// - X.509: `server` (serverAuth; digitalSignature, keyEncipherment) and
+//   `client` (clientAuth; digitalSignature), each allowing any DNS name, IP
+//   address, URI and email address and copying every known subject field;
+// - SSH: `user` (user certificates, any principal, 8h by default, at most
+//   24h, the five standard extensions) and `host` (host certificates, any
+//   principal, 30d by default, at most 365d), each for every key type.
 std::string dev_profiles_toml();
 
 }  // namespace keyhold::app

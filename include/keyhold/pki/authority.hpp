@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "keyhold/crypto/key_type.hpp"
-#include "keyhold/pki/key_vault.hpp"
+#include "keyhold/crypto/key_vault.hpp"
 #include "keyhold/pki/profile.hpp"
 #include "keyhold/store/group_commit.hpp"
 #include "keyhold/store/store.hpp"
@@ -84,7 +84,7 @@ std::string_view to_string(RevocationReason reason);
 
 class Authority {
  public:
-  Authority(KeyVault& keys, store::Store& store, AuthoritySettings settings);
+  Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings);
 
   CaDetails create_ca(const NewCa& request);
   // Adopts a CA whose key is already in the token (found by CKA_ID or label
@@ -124,7 +124,7 @@ class Authority {
   void record_ca_certificate(const CaContext& parent, const std::vector<std::uint8_t>& der, const std::string& ca_name,
                              const std::vector<std::uint8_t>& key_id, const std::string& now);
 
-  KeyVault& keys_;
+  crypto::KeyVault& keys_;
   store::Store& store_;
   AuthoritySettings settings_;
   store::GroupCommit certificate_commits_;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "keyhold/crypto/key_ring.hpp"
-#include "keyhold/pki/key_vault.hpp"
+#include "keyhold/crypto/key_vault.hpp"
 #include "keyhold/store/store.hpp"
 
 namespace keyhold::service {
@@ -31,8 +31,8 @@ void validate_key_name(std::string_view name);
 
 // Not thread-safe for concurrent creates of one name (the store's unique
 // index catches that race: the loser's token key is destroyed again).
-// It is also the key vault of the certificate authority (pki::KeyVault).
-class KeyService final : public pki::KeyVault {
+// It is also the key vault of the certificate authority (crypto::KeyVault).
+class KeyService final : public crypto::KeyVault {
  public:
   KeyService(crypto::KeyRing& ring, store::Store& store) : ring_(ring), store_(store) {}
 
@@ -53,16 +53,19 @@ class KeyService final : public pki::KeyVault {
   std::shared_ptr<const crypto::Signer> signer(std::string_view name);
   std::shared_ptr<const crypto::Kek> kek(std::string_view name);
 
-  // pki::KeyVault
+  // crypto::KeyVault
   crypto::TokenKey create_key(std::string_view name, crypto::KeyType type, std::string_view used_by) override;
   void adopt_key(std::string_view name, const crypto::TokenKey& key, std::string_view used_by) override;
   void discard_key(std::string_view name) noexcept override;
+  void release_key(std::string_view name) override;
   void set_used_by(std::string_view name, std::string_view used_by) override;
   std::shared_ptr<const crypto::Signer> signer_for(std::span<const std::uint8_t> object_id) override;
   crypto::KeyRing& ring() override { return ring_; }
 
  private:
   store::KeyRecord active_record(std::string_view name);
+  // Token objects destroyed, store record marked destroyed (kept).
+  void destroy_record(store::KeyRecord& record);
   KeyDetails create_with_use(std::string_view name, crypto::KeyType type, std::optional<crypto::KeyPurpose> purpose,
                              std::optional<std::string_view> used_by);
 

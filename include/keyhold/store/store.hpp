@@ -1,10 +1,11 @@
 #pragma once
 // keyhold's metadata store: names, CKA_IDs, purposes, algorithms, states and
 // timestamps of the keys keyhold manages, and the X.509 CAs, their versions
-// and the certificates they issued (with their revocation state). Never key
-// material: private and secret keys stay in the token. Callers see only these
-// interfaces; SQLite is the embedded implementation (open_sqlite_store),
-// PostgreSQL comes later.
+// and the certificates they issued (with their revocation state), the SSH
+// CAs, the SSH certificates they signed and what their KRLs revoke, and the
+// versions of the SSH keys held in the token. Never key material: private and
+// secret keys stay in the token. Callers see only these interfaces; SQLite is
+// the embedded implementation (open_sqlite_store), PostgreSQL comes later.
 //
 // Errors: every failure is a keyhold::Error. Codes used: InvalidArgument (a
 // record that breaks a rule of the schema), NotFound, AlreadyExists,
@@ -12,6 +13,7 @@
 // newer than this build; misuse of a Transaction), Unavailable (the database
 // cannot be opened, read or written, e.g. it stays locked), Internal.
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -34,6 +36,16 @@ inline constexpr std::string_view kCaKindImported = "imported";
 inline constexpr std::string_view kCertificateValid = "valid";
 inline constexpr std::string_view kCertificateRevoked = "revoked";
 inline constexpr std::string_view kCertificateExpired = "expired";  // a filter only: stored status stays "valid"
+
+inline constexpr std::string_view kSshCertificateUser = "user";
+inline constexpr std::string_view kSshCertificateHost = "host";
+// An SSH certificate's valid_before that never comes (ssh-keygen's "forever").
+inline constexpr std::uint64_t kSshValidForever = ~std::uint64_t{0};
+
+// What an SSH KRL can revoke (OpenSSH PROTOCOL.krl sections).
+inline constexpr std::string_view kSshRevokeSerial = "serial";  // a certificate serial of the CA
+inline constexpr std::string_view kSshRevokeKeyId = "key_id";   // every certificate of the CA with that key id
+inline constexpr std::string_view kSshRevokeKey = "key";        // an explicit public key (and its certificates)
 
 // The CRL reason codes keyhold records (RFC 5280 section 5.3.1 names).
 inline constexpr std::string_view kRevocationReasons[] = {
@@ -237,6 +249,190 @@ class CertificateRepository {
   virtual std::int64_t count(std::int64_t ca_version_id) = 0;
 };
 
+// ---- SSH ----
+//
+// Serials and validity times of SSH certificates are unsigned 64-bit values
+// (draft-miller-ssh-cert): the SQLite store keeps their bit pattern in a
+// signed INTEGER column and gives back exactly the value stored, and orders
+// and compares them as unsigned numbers (2^63 comes after 2^63 - 1).
+
+// An SSH CA: one key in the token, which signs user and host certificates and
+// the CA's KRLs.
+struct SshCaRecord {
+  std::int64_t id = 0;                        // row id, set by insert()
+  std::string name;                           // unique, not empty; the naming rules are the callers' (as for keys)
+  std::vector<std::uint8_t> key_object_id;    // CKA_ID of the CA key in the token; not empty, unique among SSH CAs
+  std::string key_type;                       // "ed25519" | "ec-p256" | ... (opaque text to the store); not empty
+  std::vector<std::uint8_t> public_key_blob;  // the CA's OpenSSH public key wire blob (RFC 4253 6.6); not empty
+  std::int64_t krl_version = 0;               // the last KRL version issued (0: none yet); >= 0
+  std::string created_at;                     // RFC 3339 UTC like the others; insert() fills it when empty
+
+  bool operator==(const SshCaRecord&) const = default;
+};
+
+// An SSH certificate an SSH CA signed.
+struct SshCertificateRecord {
+  std::int64_t id = 0;                        // row id, set by insert()
+  std::int64_t ca_id = 0;
+  std::uint64_t serial = 0;                   // any value, 0 included; unique per CA
+  std::string type;                           // "user" | "host"
+  std::string key_id;                         // not empty
+  std::vector<std::string> principals;        // may be empty (stored as a JSON array of strings)
+  std::uint64_t valid_after = 0;              // seconds since the epoch; valid_after < valid_before
+  std::uint64_t valid_before = 0;             // kSshValidForever: forever
+  std::string public_key_fingerprint;         // of the subject key: "SHA256:" + unpadded base64 (43 characters)
+  std::vector<std::uint8_t> public_key_blob;  // the subject key's wire blob; not empty
+  std::string profile;                        // not empty
+  std::string status = "valid";               // "valid" | "revoked" (expiry is judged from valid_before, never stored)
+  std::optional<std::string> revoked_at;      // set exactly when revoked
+  std::string requester;                      // who asked for it; not empty
+  std::vector<std::uint8_t> certificate_blob;  // the certificate's wire blob; empty in the results of list()
+  std::string created_at;                     // insert() fills it when empty
+
+  bool operator==(const SshCertificateRecord&) const = default;
+};
+
+// One entry of an SSH CA's KRL: exactly one of serial, key_id and
+// public_key_blob is set, the one its kind names.
+struct SshRevocation {
+  std::string kind;  // kSshRevokeSerial | kSshRevokeKeyId | kSshRevokeKey
+  std::optional<std::uint64_t> serial;
+  std::optional<std::string> key_id;
+  std::optional<std::vector<std::uint8_t>> public_key_blob;
+  std::string revoked_at;  // RFC 3339 UTC
+
+  bool operator==(const SshRevocation&) const = default;
+};
+
+// Which certificates SshCertificateRepository::list() returns; every field
+// set narrows the result (AND).
+struct SshCertificateFilter {
+  std::optional<std::int64_t> ca_id;
+  // "valid": not revoked and not expired; "revoked": revoked, expired or
+  // not; "expired": not revoked and expired. Expired as OpenSSH judges it
+  // (sshkey_cert_check_authority): valid_before <= now, so a certificate is
+  // expired from its valid_before second on. Not-yet-valid certificates
+  // count as valid.
+  std::optional<std::string> status;
+  std::optional<std::uint64_t> now;  // seconds since the epoch that status is judged at; default: the clock
+  std::optional<std::string> key_id;  // exactly this key id
+};
+
+// One version of an SSH key held in the token. "ssh rotate-key" adds a
+// version; "ssh retire-key" retires one (its token key is destroyed), and its
+// row stays for the history.
+struct SshKeyVersionRecord {
+  std::int64_t id = 0;                        // row id, set by insert_version()
+  std::string name;                           // not empty; the naming rules are the callers' (as for keys)
+  int version = 0;                            // >= 1, unique per name
+  std::vector<std::uint8_t> key_object_id;    // CKA_ID of the private and public key objects; not empty, never reused
+  std::string key_type;                       // "ecdsa-p256" | ... (opaque text to the store); not empty
+  std::vector<std::uint8_t> public_key_blob;  // the OpenSSH public key wire blob; not empty
+  std::string state = "active";               // "active" | "retired"
+  std::string created_at;                     // insert_version() fills it when empty
+  std::optional<std::string> retired_at;      // set exactly when retired
+
+  bool operator==(const SshKeyVersionRecord&) const = default;
+};
+
+// The ssh_cas table.
+// Thread-safety and transactions: as KeyRepository.
+class SshCaRepository {
+ public:
+  virtual ~SshCaRepository() = default;
+
+  // Adds the record and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists for a taken name or a
+  // CKA_ID another SSH CA has (two CAs on one key would share trust but not
+  // KRLs); InvalidArgument when a field is empty or malformed.
+  virtual void insert(SshCaRecord& record) = 0;
+  virtual std::optional<SshCaRecord> find(std::string_view name) = 0;
+  virtual std::optional<SshCaRecord> find_by_id(std::int64_t id) = 0;
+  // Every SSH CA, ordered by name.
+  virtual std::vector<SshCaRecord> list() = 0;
+  // The next KRL version of the CA: one more than the last, recorded on the
+  // CA (the first call for a new CA returns 1). Atomic on its own; run it
+  // inside a Transaction with the KRL's other work (reading revocations()),
+  // so that a failure gives the number back and the KRL matches its version.
+  // Concurrent callers (threads, or processes sharing the database) never get
+  // the same number. NotFound for an unknown CA.
+  virtual std::int64_t next_krl_version(std::int64_t ca_id) = 0;
+};
+
+// The ssh_certificates table and the KRL entries (ssh_revocations).
+// Thread-safety and transactions: as KeyRepository. Each revoke_* call is
+// atomic on its own (its KRL entry and the certificates it marks together).
+class SshCertificateRepository {
+ public:
+  virtual ~SshCertificateRepository() = default;
+
+  // Adds the record and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. A record inserted as revoked also
+  // gets its serial in the KRL. AlreadyExists when (ca_id, serial) is taken
+  // (the caller draws a new serial); NotFound when ca_id names no SSH CA;
+  // InvalidArgument when a field is empty or malformed (type, status,
+  // revoked_at not set exactly when revoked, valid_after not before
+  // valid_before, fingerprint not "SHA256:" + 43 base64 characters, bad
+  // timestamp).
+  virtual void insert(SshCertificateRecord& record) = 0;
+  // The CA's certificate with that serial, with its blob; nullopt when unknown.
+  virtual std::optional<SshCertificateRecord> find(std::int64_t ca_id, std::uint64_t serial) = 0;
+  // The certificates the filter selects, ordered by valid_before, then
+  // serial (both as unsigned numbers), then id. Without certificate_blob
+  // (left empty, for speed: use find()). InvalidArgument for an unknown status.
+  virtual std::vector<SshCertificateRecord> list(const SshCertificateFilter& filter) = 0;
+
+  // Revokes the CA's certificate with that serial at `at` (RFC 3339 UTC):
+  // marks it revoked and puts its serial in the KRL. NotFound for a serial
+  // the CA never signed; FailedPrecondition "SSH certificate <serial> of CA
+  // '<name>' was already revoked at <time>" when it is revoked already, by
+  // serial, key id or key (the first revocation stands); InvalidArgument for
+  // a malformed time.
+  virtual void revoke_serial(std::int64_t ca_id, std::uint64_t serial, std::string_view at) = 0;
+  // Puts the key id in the CA's KRL, which revokes every certificate of the
+  // CA with that key id, signed before or after, and marks the CA's valid
+  // certificates with that key id revoked at `at`. Returns how many it
+  // marked (0 when none has it yet). FailedPrecondition "key id '<id>' was
+  // already revoked by SSH CA '<name>' at <time>" when the KRL has it
+  // already (the first revocation stands); NotFound for an unknown CA;
+  // InvalidArgument for an empty key id or a malformed time.
+  virtual std::size_t revoke_key_id(std::int64_t ca_id, std::string_view key_id, std::string_view at) = 0;
+  // The same for an explicit public key (its wire blob): the KRL revokes the
+  // key, and the CA's valid certificates whose public_key_blob is that blob
+  // are marked revoked. FailedPrecondition "this public key was already
+  // revoked by SSH CA '<name>' at <time>"; InvalidArgument for an empty blob.
+  virtual std::size_t revoke_key(std::int64_t ca_id, std::span<const std::uint8_t> public_key_blob,
+                                 std::string_view at) = 0;
+  // Everything the CA's KRL lists: serials (ascending, as unsigned numbers),
+  // then key ids (byte order), then keys (byte order of their blobs): the
+  // orders OpenSSH's krl.c keeps. Empty for an unknown CA.
+  virtual std::vector<SshRevocation> revocations(std::int64_t ca_id) = 0;
+};
+
+// The ssh_keys table: every version of every SSH key held in the token.
+// Thread-safety and transactions: as KeyRepository.
+class SshKeyRepository {
+ public:
+  virtual ~SshKeyRepository() = default;
+
+  // Adds the version and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists for a taken
+  // (name, version) or a CKA_ID another version has (retiring one would
+  // destroy the other's key); InvalidArgument when a field is empty or
+  // malformed (version < 1, state, retired_at not set exactly when retired,
+  // bad timestamp).
+  virtual void insert_version(SshKeyVersionRecord& record) = 0;
+  // The key's versions, by version ascending (empty for an unknown name).
+  virtual std::vector<SshKeyVersionRecord> versions(std::string_view name) = 0;
+  // Every version of every key, ordered by name, then version.
+  virtual std::vector<SshKeyVersionRecord> list() = 0;
+  // Marks the version of row id retired at `at` (RFC 3339 UTC). NotFound for
+  // an unknown id; FailedPrecondition "SSH key '<name>' version <v> was
+  // already retired at <time>" when it is retired already; InvalidArgument
+  // for a malformed time.
+  virtual void set_retired(std::int64_t id, std::string_view at) = 0;
+};
+
 // An open store. Thread-safe: the SQLite store serialises every call on its
 // one connection (a mutex), so calls from many threads are fine but do not run
 // in parallel. Several processes may share one SQLite file. Must outlive the
@@ -248,6 +444,9 @@ class Store {
   virtual KeyRepository& keys() = 0;
   virtual CaRepository& cas() = 0;
   virtual CertificateRepository& certificates() = 0;
+  virtual SshCaRepository& ssh_cas() = 0;
+  virtual SshCertificateRepository& ssh_certificates() = 0;
+  virtual SshKeyRepository& ssh_keys() = 0;
 
   // The schema version of the open database (number of migrations applied).
   virtual int schema_version() = 0;
@@ -293,7 +492,7 @@ class Transaction {
 
 // The schema version open_sqlite_store brings a database to (the number of
 // migrations this build knows).
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 
 // Opens (creating it when missing) the SQLite store at path: the parent
 // directory is created when missing and the file with mode 0600 whatever the
