@@ -537,15 +537,12 @@ void check_source_address(std::string_view value) {
   }
 }
 
-void check_option_value(std::string_view name, std::string_view value, std::string_view key_type) {
+void check_option_value(std::string_view name, std::string_view value) {
   const std::string what = "critical option " + quoted(name) + ": ";
   if (name == "source-address") {
     check_source_address(value);
   } else if (name == "verify-required") {
     if (!value.empty()) refuse("critical option 'verify-required' takes no value, not " + quoted(value));
-    // auth2-pubkey.c checks it only when the signature has FIDO details (sk-* keys).
-    refuse("critical option 'verify-required' is refused for a " + shown(key_type) +
-           " key: sshd enforces it only for FIDO security keys (sk-*) and would ignore it");
   } else if (name == "force-command") {
     std::string problem = text_problem("the command", value, kMaxOptionValueLength);
     if (!problem.empty()) refuse(what + problem);
@@ -577,7 +574,7 @@ std::vector<std::pair<std::string, std::string>> check_options(const Profile& pr
       }
       refuse(who + " does not allow critical option " + quoted(name) + " " + allowed(profile.critical_options));
     }
-    check_option_value(name, value, request.subject_key_type);
+    check_option_value(name, value);
     options.emplace_back(name, value);
   }
   std::sort(options.begin(), options.end());
@@ -724,6 +721,16 @@ SignDecision check_sign_request(const Profile& profile, const SignRequest& reque
     decision.warnings.push_back(who +
                                 " is for development only (development_only = true): it allows principals and "
                                 "validities that no production profile should");
+  }
+  // auth2-pubkey.c checks verify-required only when the signature has FIDO
+  // details (sk-* keys); keyhold signs it as asked, as ssh-keygen does, but
+  // says that sshd will not enforce it for this key.
+  for (const auto& [name, value] : decision.options) {
+    if (name == "verify-required") {
+      decision.warnings.push_back("critical option 'verify-required' has no effect on a " +
+                                  shown(request.subject_key_type) +
+                                  " key: sshd enforces it only for FIDO security keys (sk-*)");
+    }
   }
   if (contains(decision.extensions, "no-touch-required")) {
     decision.warnings.push_back("extension 'no-touch-required' has no effect on a " + shown(request.subject_key_type) +

@@ -184,7 +184,7 @@ std::string signed_cert(const std::string& key, std::vector<std::string> extra, 
 }
 
 TEST(SshCertificates, EveryTypeKeyholdMakesIsParsedAndCheckedBySshKeygen) {
-  for (std::string ca_type : {"ed25519", "ec-p256", "ec-p384", "rsa-3072"}) {
+  for (std::string ca_type : {"ed25519", "ec-p256", "ec-p384", "rsa-3072", "rsa-4096"}) {
     std::string ca = "fmt-" + ca_type;
     ASSERT_EQ(keyhold({"ssh", "init-ca", ca, "--key-type", ca_type}).exit_code, 0);
     struct Subject {
@@ -207,12 +207,40 @@ TEST(SshCertificates, EveryTypeKeyholdMakesIsParsedAndCheckedBySshKeygen) {
         } else {
           EXPECT_EQ(l.out.find("permit-pty"), std::string::npos) << "host certificates get none";
         }
-        if (ca_type == "rsa-3072") {
+        if (ca_type.rfind("rsa-", 0) == 0) {
           EXPECT_NE(l.out.find("rsa-sha2-512"), std::string::npos) << l.out;
         }
       }
     }
   }
+}
+
+TEST(SshCertificates, OptionsAndExtensionsAreSignedAsAskedAndShownBySshKeygen) {
+  Ca::get();
+  std::string key = user_key("options");
+  std::string cert = key + "-cert.pub";
+  ProcessResult r = sign({"--ca", "users", "--public-key", key + ".pub", "--out", cert, "--type", "user", "--key-id", "opts",
+                          "--principals", "alice", "--option", "force-command=/usr/bin/uptime", "--option",
+                          "source-address=192.0.2.0/24", "--option", "verify-required", "--no-default-extensions",
+                          "--extension", "permit-pty", "--validity", "2h"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("'verify-required' has no effect on a ssh-ed25519 key"), std::string::npos) << r.err;
+  ProcessResult l = run_process({"ssh-keygen", "-L", "-f", cert});
+  ASSERT_EQ(l.exit_code, 0) << l.err;
+  EXPECT_NE(l.out.find("force-command /usr/bin/uptime"), std::string::npos) << l.out;
+  EXPECT_NE(l.out.find("source-address 192.0.2.0/24"), std::string::npos) << l.out;
+  EXPECT_NE(l.out.find("verify-required"), std::string::npos) << l.out;
+  EXPECT_NE(l.out.find("permit-pty"), std::string::npos) << l.out;
+  EXPECT_EQ(l.out.find("permit-agent-forwarding"), std::string::npos) << "--no-default-extensions: " << l.out;
+  // --validity 2h: valid from a minute ago (clock skew between machines) until two hours from now.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(l.out, m, std::regex("Valid: from (\\S+) to (\\S+)"))) << l.out;
+  auto parse = [](const std::string& t) {
+    std::tm tm{};
+    ::strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    return ::timegm(&tm);
+  };
+  EXPECT_EQ(parse(m[2]) - parse(m[1]), 2 * 3600 + 60) << l.out;
 }
 
 TEST(SshLogin, AUserCertificateLogsInForItsPrincipalAndNothingElse) {

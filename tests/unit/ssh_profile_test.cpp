@@ -527,10 +527,13 @@ TEST_F(CheckRequest, ChecksSourceAddress) {
   for (const auto& [value, message] : cases) EXPECT_EQ(option_error("source-address", value), what + message);
 }
 
-TEST_F(CheckRequest, RefusesVerifyRequiredForKeysSshdWouldNotEnforceItOn) {
-  EXPECT_EQ(option_error("verify-required", ""),
-            "critical option 'verify-required' is refused for a ssh-ed25519 key: sshd enforces it only for FIDO "
-            "security keys (sk-*) and would ignore it");
+TEST_F(CheckRequest, SignsVerifyRequiredWithAWarningThatSshdEnforcesItOnlyForFidoKeys) {
+  SignDecision decision = check(with_option("verify-required", ""));
+  ASSERT_EQ(decision.options.size(), 1u);
+  EXPECT_EQ(decision.options[0].first, "verify-required");
+  EXPECT_EQ(decision.options[0].second, "");
+  EXPECT_THAT(decision.warnings, ElementsAre("critical option 'verify-required' has no effect on a ssh-ed25519 key: "
+                                             "sshd enforces it only for FIDO security keys (sk-*)"));
   EXPECT_EQ(option_error("verify-required", "yes"), "critical option 'verify-required' takes no value, not 'yes'");
 }
 

@@ -59,9 +59,9 @@
 //   - source-address: addresses or CIDRs (IPv4 or IPv6) separated by commas,
 //     no spaces, no empty entries, none twice, no host bits set after the
 //     prefix (sshd treats such an entry as an error and refuses the login);
-//   - verify-required: no value; refused for every key type keyhold signs,
-//     because sshd enforces it only for FIDO keys (sk-*) and silently
-//     ignores it for others;
+//   - verify-required: no value; signed as asked (like ssh-keygen -O) with a
+//     warning, because sshd enforces it only for FIDO keys (sk-*) and
+//     ignores it for the key types keyhold signs;
 //   - a vendor option: UTF-8 without control characters, up to
 //     kMaxOptionValueLength bytes (may be empty). sshd refuses certificates
 //     with critical options it does not know.
