@@ -81,6 +81,24 @@ run openssl verify -crl_check -CRLfile "$work/demo-issuing.crl" -CAfile "$work/r
   -untrusted "$work/web-chain.pem" "$work/web.pem" || echo "(refused, as it should be: the certificate is revoked)"
 run keyhold ca certs --ca demo-issuing
 
+say "An SSH user CA whose key stays in the token; its public key is what sshd's TrustedUserCAKeys lists"
+ssh_dir="$root/var/demo/ssh"
+mkdir -p "$ssh_dir"
+run keyhold ssh init-ca demo-users --key-type ed25519
+run keyhold ssh ca-key demo-users
+
+say "Alice's key (made by ssh-keygen, as she would) gets an 8-hour certificate for the login 'alice'"
+ssh-keygen -q -t ed25519 -N "" -C alice@laptop -f "$ssh_dir/alice"
+run keyhold ssh sign --ca demo-users --public-key "$ssh_dir/alice.pub" --type user --key-id alice@laptop \
+  --principals alice --validity 8h --out "$ssh_dir/alice-cert.pub"
+echo "ssh-keygen reads it and checks the CA's signature while doing so (it did not make the bytes):"
+run ssh-keygen -L -f "$ssh_dir/alice-cert.pub"
+
+say "Revoking it: keyhold's KRL is what sshd's RevokedKeys reads, and ssh-keygen -Q agrees"
+run keyhold ssh revoke --ca demo-users --key-id alice@laptop
+run keyhold ssh krl --ca demo-users --out "$ssh_dir/demo-users.krl"
+run ssh-keygen -Q -f "$ssh_dir/demo-users.krl" "$ssh_dir/alice-cert.pub" || echo "(exit status $?: revoked, as it should be)"
+
 cat <<NEXT
 
 == Try next
@@ -92,6 +110,7 @@ cat <<NEXT
   keyhold key destroy my-signing-key --yes
   keyhold ca issue --ca demo-issuing --profile server --generate-key --key-type ec-p256 --cn api.demo.test
   keyhold ca rotate demo-issuing && keyhold ca show demo-issuing
+  keyhold ssh keygen deploy --type ecdsa-p256     # an SSH key in the token, for ssh -I (docs/ssh.md)
   scripts/test.sh        # every test, against real SoftHSM tokens and peers
-Docs: docs/cli.md, docs/pki.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
+Docs: docs/cli.md, docs/pki.md, docs/ssh.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
 NEXT

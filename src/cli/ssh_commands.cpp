@@ -313,8 +313,10 @@ int krl(Context& c) {
     print_json(c, {{"version", result.version}, {"serials", result.serials}, {"key_ids", result.key_ids}, {"keys", result.keys},
                    {"file", out.path().string()}});
   } else {
-    c.out() << "KRL version " << result.version << " (" << result.serials << " serials, " << result.key_ids << " key ids, "
-            << result.keys << " keys) written to " << out.path().string() << "\n";
+    auto count = [](std::size_t n, const char* one, const char* many) { return std::to_string(n) + " " + (n == 1 ? one : many); };
+    c.out() << "KRL version " << result.version << " revoking " << count(result.serials, "serial", "serials") << ", "
+            << count(result.key_ids, "key id", "key ids") << ", " << count(result.keys, "key", "keys") << " written to "
+            << out.path().string() << "\n";
   }
   return kExitOk;
 }

@@ -145,6 +145,16 @@ SignedCertificate Authority::sign(const SignInput& input) {
   request.no_default_extensions = input.no_default_extensions;
   SignDecision decision = check_sign_request(profile->second, request, now_seconds());
   std::vector<std::string> warnings = decision.warnings;
+  // A certificate for a revoked key id or key would be valid until the next
+  // KRL reaches every sshd: refuse it rather than re-admit what was revoked.
+  if (auto at = store_.ssh_certificates().key_id_revoked_at(ca.ca.id, input.key_id)) {
+    throw Error(ErrorCode::FailedPrecondition, "key id '" + input.key_id + "' was revoked by SSH CA '" + input.ca +
+                                                   "' at " + *at + "; sign under another key id");
+  }
+  if (auto at = store_.ssh_certificates().key_revoked_at(ca.ca.id, subject.blob)) {
+    throw Error(ErrorCode::FailedPrecondition, "public key " + fingerprint_sha256(subject.blob) + " was revoked by SSH CA '" +
+                                                   input.ca + "' at " + *at + "; it cannot be certified again");
+  }
 
   std::shared_ptr<const crypto::Signer> signer = signer_of(ca.ca);
   for (int attempt = 0;; ++attempt) {

@@ -407,6 +407,14 @@ class SqliteSshCertificateRepository final : public SshCertificateRepository {
                       [] { return std::string("this public key"); });
   }
 
+  std::optional<std::string> key_id_revoked_at(std::int64_t ca_id, std::string_view key_id) override {
+    return select_one(db_, key_id_revoked_at_, "read KRL key id", [](const Query& q) { return q.text(0); }, ca_id, key_id);
+  }
+  std::optional<std::string> key_revoked_at(std::int64_t ca_id, std::span<const std::uint8_t> public_key_blob) override {
+    return select_one(db_, key_revoked_at_, "read KRL key", [](const Query& q) { return q.text(0); }, ca_id,
+                      public_key_blob);
+  }
+
   std::vector<SshRevocation> revocations(std::int64_t ca_id) override {
     return select_all(
         db_, revocations_, "list KRL entries",

@@ -299,6 +299,17 @@ TEST(SshRevocation, TheKrlRevokesBySerialKeyIdAndKeyForSshKeygenAndSshd) {
   ProcessResult again = keyhold({"ssh", "revoke", "--ca", "users", "--serial", serial});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("already revoked"), std::string::npos) << again.err;
+  // What was revoked by key id or key is not certified again (it would be valid until the next KRL arrives).
+  std::size_t before = keyhold_json({"ssh", "certs", "--ca", "users"}).size();
+  ProcessResult same_id = sign({"--ca", "users", "--public-key", kept + ".pub", "--type", "user", "--key-id", "rev-id",
+                                "--principals", login_user()});
+  EXPECT_EQ(same_id.exit_code, 1);
+  EXPECT_NE(same_id.err.find("key id 'rev-id' was revoked by SSH CA 'users'"), std::string::npos) << same_id.err;
+  ProcessResult same_key = sign({"--ca", "users", "--public-key", by_key + ".pub", "--type", "user", "--key-id", "new-id",
+                                 "--principals", login_user()});
+  EXPECT_EQ(same_key.exit_code, 1);
+  EXPECT_NE(same_key.err.find("was revoked by SSH CA 'users'"), std::string::npos) << same_key.err;
+  EXPECT_EQ(keyhold_json({"ssh", "certs", "--ca", "users"}).size(), before);
 
   std::string krl = path_in_setup("users.krl");
   ProcessResult made = keyhold({"--json", "ssh", "krl", "--ca", "users", "--out", krl});

@@ -751,6 +751,9 @@ TEST_F(StoreSsh, RevokeKeyIdMarksTheCasValidCertificatesWithItAndStaysForFutureO
       ErrorCode::FailedPrecondition);
   EXPECT_EQ(message, "key id 'alice' was already revoked by SSH CA 'ops' at 2026-02-01T00:00:00Z");
 
+  EXPECT_EQ(store_->ssh_certificates().key_id_revoked_at(ops_.id, "alice"), "2026-02-01T00:00:00Z");
+  EXPECT_EQ(store_->ssh_certificates().key_id_revoked_at(ops_.id, "bob"), std::nullopt);
+  EXPECT_EQ(store_->ssh_certificates().key_id_revoked_at(hosts_.id, "alice"), std::nullopt) << "per CA";
   // A key id nobody has yet: the KRL revokes the certificates to come.
   EXPECT_EQ(store_->ssh_certificates().revoke_key_id(ops_.id, "mallory", "2026-02-02T00:00:00Z"), 0u);
   EXPECT_EQ(store_->ssh_certificates().revocations(ops_.id),
@@ -780,6 +783,9 @@ TEST_F(StoreSsh, RevokeKeyMarksTheCasValidCertificatesOfThatKey) {
       [&] { store_->ssh_certificates().revoke_key(ops_.id, key_blob(1), "2026-03-01T00:00:00Z"); },
       ErrorCode::FailedPrecondition);
   EXPECT_EQ(message, "this public key was already revoked by SSH CA 'ops' at 2026-02-01T00:00:00Z");
+  EXPECT_EQ(store_->ssh_certificates().key_revoked_at(ops_.id, key_blob(1)), "2026-02-01T00:00:00Z");
+  EXPECT_EQ(store_->ssh_certificates().key_revoked_at(ops_.id, key_blob(2)), std::nullopt);
+  EXPECT_EQ(store_->ssh_certificates().key_revoked_at(hosts_.id, key_blob(1)), std::nullopt) << "per CA";
   // A key no certificate has: revoked as a plain key.
   EXPECT_EQ(store_->ssh_certificates().revoke_key(ops_.id, key_blob(9), "2026-02-02T00:00:00Z"), 0u);
   EXPECT_EQ(store_->ssh_certificates().revocations(ops_.id),

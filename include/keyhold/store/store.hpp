@@ -407,6 +407,10 @@ class SshCertificateRepository {
   // then key ids (byte order), then keys (byte order of their blobs): the
   // orders OpenSSH's krl.c keeps. Empty for an unknown CA.
   virtual std::vector<SshRevocation> revocations(std::int64_t ca_id) = 0;
+  // When the CA's KRL revoked this key id, or this public key (its wire
+  // blob); nullopt when it does not. For refusing to certify them again.
+  virtual std::optional<std::string> key_id_revoked_at(std::int64_t ca_id, std::string_view key_id) = 0;
+  virtual std::optional<std::string> key_revoked_at(std::int64_t ca_id, std::span<const std::uint8_t> public_key_blob) = 0;
 };
 
 // The ssh_keys table: every version of every SSH key held in the token.
