@@ -1,0 +1,1 @@
+#include "keyhold/envelope/ciphertext.hpp"

@@ -1,0 +1,1 @@
+// Placeholder: filled in by the envelope work (issue 5).
