@@ -30,6 +30,10 @@ forbid '#include "keyhold/(service|app)/' "crypto and ssh do not know the layers
 forbid '#include "keyhold/app/' "service does not know app" src/service include/keyhold/service
 forbid '#include [<"](p11-kit/|keyhold/(hsm|service|app)/)' "pki knows neither PKCS#11 nor the layers above it" src/pki include/keyhold/pki
 forbid '#include "keyhold/pki/' "store, crypto and ssh are below pki" src/store src/crypto src/ssh include/keyhold/store include/keyhold/crypto include/keyhold/ssh
+forbid '#include [<"](p11-kit/|keyhold/(hsm|service|app|pki|ssh)/)' "envelope knows neither PKCS#11 nor the layers beside and above it" \
+  src/envelope include/keyhold/envelope
+forbid '#include "keyhold/envelope/' "store, crypto, ssh and pki are below envelope" \
+  src/store src/crypto src/ssh src/pki include/keyhold/store include/keyhold/crypto include/keyhold/ssh include/keyhold/pki
 # Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
 forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
 [ $status -eq 0 ] && echo "dependency rule holds"
