@@ -61,12 +61,11 @@ std::string time_text(std::uint64_t seconds) {
 }
 
 std::uint64_t parse_time(const std::string& text, const char* option) {
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  if (end == nullptr || *end != '\0') {
+  std::optional<std::chrono::system_clock::time_point> t = parse_utc(text);
+  if (!t || *t < std::chrono::system_clock::time_point()) {
     throw Error(ErrorCode::InvalidArgument, std::string(option) + " takes a UTC time like 2026-11-28T15:00:00Z, not '" + text + "'");
   }
-  return static_cast<std::uint64_t>(timegm(&tm));
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count());
 }
 
 ssh::CertificateKind kind_option(const std::string& text) {
@@ -172,13 +171,9 @@ int sign(Context& c) {
     if (!validity) throw Error(ErrorCode::InvalidArgument, "--validity takes a duration such as 8h or 30d");
     input.validity = *validity;
   }
-  if (vm.count("valid-from") != vm.count("valid-to")) {
-    throw Error(ErrorCode::InvalidArgument, "--valid-from and --valid-to go together");
-  }
-  if (vm.count("valid-from")) {
-    input.valid_from = parse_time(vm["valid-from"].as<std::string>(), "--valid-from");
-    input.valid_to = parse_time(vm["valid-to"].as<std::string>(), "--valid-to");
-  }
+  // One side alone is allowed: the profile fills in the other (docs/configuration.md).
+  if (vm.count("valid-from")) input.valid_from = parse_time(vm["valid-from"].as<std::string>(), "--valid-from");
+  if (vm.count("valid-to")) input.valid_to = parse_time(vm["valid-to"].as<std::string>(), "--valid-to");
   if (vm.count("option")) {
     for (const std::string& option : vm["option"].as<std::vector<std::string>>()) {
       auto eq = option.find('=');
@@ -195,7 +190,8 @@ int sign(Context& c) {
   if (out) out->commit(signed_certificate.certificate_line + "\n");
   const store::SshCertificateRecord& r = signed_certificate.record;
   if (c.json()) {
-    print_json(c, {{"serial", r.serial},
+    // As a string: JSON readers such as jq round integers beyond 2^53.
+    print_json(c, {{"serial", std::to_string(r.serial)},
                    {"type", r.type},
                    {"key_id", r.key_id},
                    {"principals", r.principals},
@@ -230,7 +226,7 @@ int certs(Context& c) {
   if (c.json()) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : list) {
-      out.push_back({{"serial", r.serial},
+      out.push_back({{"serial", std::to_string(r.serial)},
                      {"type", r.type},
                      {"key_id", r.key_id},
                      {"principals", r.principals},

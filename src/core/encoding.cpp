@@ -81,4 +81,12 @@ std::string format_utc(std::chrono::system_clock::time_point t) {
 
 std::string now_utc() { return format_utc(std::chrono::system_clock::now()); }
 
+std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text) {
+  std::string copy(text);
+  std::tm tm{};
+  const char* end = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (end == nullptr || *end != '\0' || copy.size() != 20) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
 }  // namespace keyhold

@@ -46,11 +46,9 @@ int reason_code(std::string_view name) {
 }
 
 Clock::time_point parse_rfc3339(const std::string& text) {
-  std::tm tm{};
-  if (strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) {
-    throw Error(ErrorCode::Internal, "malformed timestamp in the store: " + text);
-  }
-  return Clock::from_time_t(timegm(&tm));
+  std::optional<Clock::time_point> t = parse_utc(text);
+  if (!t) throw Error(ErrorCode::Internal, "malformed timestamp in the store: " + text);
+  return *t;
 }
 
 void set_time(ASN1_TIME* field, Clock::time_point t) {

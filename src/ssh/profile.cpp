@@ -727,13 +727,13 @@ SignDecision check_sign_request(const Profile& profile, const SignRequest& reque
   // says that sshd will not enforce it for this key.
   for (const auto& [name, value] : decision.options) {
     if (name == "verify-required") {
-      decision.warnings.push_back("critical option 'verify-required' has no effect on a " +
+      decision.warnings.push_back("critical option 'verify-required' has no effect on an " +
                                   shown(request.subject_key_type) +
                                   " key: sshd enforces it only for FIDO security keys (sk-*)");
     }
   }
   if (contains(decision.extensions, "no-touch-required")) {
-    decision.warnings.push_back("extension 'no-touch-required' has no effect on a " + shown(request.subject_key_type) +
+    decision.warnings.push_back("extension 'no-touch-required' has no effect on an " + shown(request.subject_key_type) +
                                 " key (it applies to FIDO security keys only)");
   }
   return decision;

@@ -418,6 +418,11 @@ OpenSshPublicKey parse_public_key_line(std::string_view line) {
 
 OpenSshPublicKey parse_public_key_file(std::string_view content) {
   if (content.size() > kMaxPublicKeyFileSize) invalid("the public key file is larger than 16 KiB");
+  if (trim(content).substr(0, 11) == "-----BEGIN ") {
+    invalid(trim(content).find("PRIVATE KEY") != std::string_view::npos
+                ? "the file holds a private key, not an OpenSSH public key line: give the .pub file"
+                : "the file is PEM, not an OpenSSH public key line (ssh-keygen -i -m PKCS8 -f FILE converts one)");
+  }
   std::optional<std::string_view> key_line;
   while (!content.empty()) {
     std::size_t newline = content.find('\n');

@@ -224,7 +224,7 @@ TEST(SshCertificates, OptionsAndExtensionsAreSignedAsAskedAndShownBySshKeygen) {
                           "source-address=192.0.2.0/24", "--option", "verify-required", "--no-default-extensions",
                           "--extension", "permit-pty", "--validity", "2h"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("'verify-required' has no effect on a ssh-ed25519 key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'verify-required' has no effect on an ssh-ed25519 key"), std::string::npos) << r.err;
   ProcessResult l = run_process({"ssh-keygen", "-L", "-f", cert});
   ASSERT_EQ(l.exit_code, 0) << l.err;
   EXPECT_NE(l.out.find("force-command /usr/bin/uptime"), std::string::npos) << l.out;
@@ -241,6 +241,27 @@ TEST(SshCertificates, OptionsAndExtensionsAreSignedAsAskedAndShownBySshKeygen) {
     return ::timegm(&tm);
   };
   EXPECT_EQ(parse(m[2]) - parse(m[1]), 2 * 3600 + 60) << l.out;
+
+  // One side of the window alone: --valid-to starts now, --valid-from lasts the profile's default (8h).
+  auto window = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"--ca", "users", "--public-key", key + ".pub", "--out", cert, "--type", "user",
+                                  "--key-id", "window", "--principals", "alice"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    ProcessResult s = sign(a);
+    EXPECT_EQ(s.exit_code, 0) << s.err;
+    std::string text = run_process({"ssh-keygen", "-L", "-f", cert}).out;
+    std::smatch w;
+    EXPECT_TRUE(std::regex_search(text, w, std::regex("Valid: from (\\S+) to (\\S+)"))) << text;
+    return std::make_pair(parse(w[1]), parse(w[2]));
+  };
+  auto ends = std::chrono::system_clock::now() + std::chrono::hours(3);
+  auto [from_now, until] = window({"--valid-to", rfc3339(ends)});
+  EXPECT_EQ(until, std::chrono::system_clock::to_time_t(ends));
+  EXPECT_LE(std::abs(static_cast<long>(until - from_now) - (3 * 3600 + 60)), 2L);
+  auto starts = std::chrono::system_clock::now() + std::chrono::hours(48);
+  auto [from, to] = window({"--valid-from", rfc3339(starts)});
+  EXPECT_EQ(from, std::chrono::system_clock::to_time_t(starts));
+  EXPECT_EQ(to - from, 8 * 3600);
 }
 
 TEST(SshLogin, AUserCertificateLogsInForItsPrincipalAndNothingElse) {
@@ -456,6 +477,7 @@ TEST(SshBadInput, GetsOneLineTheDocumentedStatusAndNothingIsSignedOrStored) {
       {args(dsa + ".pub", {"--principals", "alice"}), 2, "DSA"},
       {args(cert, {"--principals", "alice"}), 2, "cert"},
       {args(huge, {"--principals", "alice"}), 2, "16 KiB"},
+      {args(good, {"--principals", "alice"}), 2, "holds a private key"},
       {args(good + ".pub", {"--principals", "alice smith"}), 2, "space"},
       {args(good + ".pub", {"--principal", "alice,bob"}), 2, "comma"},
       {args(good + ".pub", {"--principal", std::string("ali\x01" "ce")}), 2, "control"},

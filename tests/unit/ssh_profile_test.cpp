@@ -532,7 +532,7 @@ TEST_F(CheckRequest, SignsVerifyRequiredWithAWarningThatSshdEnforcesItOnlyForFid
   ASSERT_EQ(decision.options.size(), 1u);
   EXPECT_EQ(decision.options[0].first, "verify-required");
   EXPECT_EQ(decision.options[0].second, "");
-  EXPECT_THAT(decision.warnings, ElementsAre("critical option 'verify-required' has no effect on a ssh-ed25519 key: "
+  EXPECT_THAT(decision.warnings, ElementsAre("critical option 'verify-required' has no effect on an ssh-ed25519 key: "
                                              "sshd enforces it only for FIDO security keys (sk-*)"));
   EXPECT_EQ(option_error("verify-required", "yes"), "critical option 'verify-required' takes no value, not 'yes'");
 }
@@ -618,7 +618,7 @@ TEST_F(CheckRequest, WarnsThatNoTouchRequiredDoesNothingForTheseKeys) {
   SignDecision decision = check(with_extensions({"no-touch-required"}, true));
   EXPECT_THAT(decision.extensions, ElementsAre("no-touch-required"));
   EXPECT_THAT(decision.warnings,
-              ElementsAre("extension 'no-touch-required' has no effect on a ssh-ed25519 key (it applies to FIDO "
+              ElementsAre("extension 'no-touch-required' has no effect on an ssh-ed25519 key (it applies to FIDO "
                           "security keys only)"));
 }
 

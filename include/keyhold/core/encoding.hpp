@@ -22,5 +22,7 @@ std::string to_pem(std::string_view label, std::span<const std::uint8_t> der);
 // RFC 3339 UTC timestamp with seconds, e.g. "2026-11-28T15:47:59Z".
 std::string format_utc(std::chrono::system_clock::time_point t);
 std::string now_utc();
+// Reads what format_utc writes ("2026-11-28T15:47:59Z", nothing else); nullopt when malformed.
+std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text);
 
 }  // namespace keyhold
