@@ -74,12 +74,18 @@ ssh::Authority& Application::ssh_authority() {
   return *ssh_authority_;
 }
 
+envelope::Service& Application::envelope() {
+  if (!envelope_) envelope_ = std::make_unique<envelope::Service>(store(), keys());
+  return *envelope_;
+}
+
 crypto::TokenSummary Application::token_summary() {
   if (ring_) return ring_->describe();
   return crypto::make_token_key_ring(open_token(false))->describe();
 }
 
 void Application::shutdown() noexcept {
+  envelope_.reset();
   ssh_authority_.reset();
   authority_.reset();
   keys_.reset();

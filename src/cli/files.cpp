@@ -6,7 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <sstream>
 
 #include "keyhold/core/error.hpp"
@@ -44,15 +47,35 @@ PendingFile::~PendingFile() {
   }
 }
 
-void PendingFile::commit(std::string_view content) {
-  bool ok = fd_ >= 0;
+namespace {
+
+bool write_all(int fd, std::string_view content) {
   std::size_t written = 0;
-  while (ok && written < content.size()) {
-    ssize_t n = ::write(fd_, content.data() + written, content.size() - written);
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) written += static_cast<std::size_t>(n);
+    if (n <= 0) return false;
+    written += static_cast<std::size_t>(n);
   }
+  return true;
+}
+
+}  // namespace
+
+void PendingFile::write(std::string_view content) {
+  if (fd_ < 0 || !write_all(fd_, content)) {
+    int saved = errno;
+    throw Error(ErrorCode::FailedPrecondition, "cannot write " + path_.string() + ": " + std::strerror(saved));
+  }
+}
+
+void PendingFile::commit(std::string_view content) {
+  write(content);
+  commit();
+}
+
+void PendingFile::commit() {
+  bool ok = fd_ >= 0;
   ok = ok && ::fsync(fd_) == 0;
   int saved = errno;
   ::close(fd_);
@@ -79,4 +102,99 @@ std::string read_input_file(const std::filesystem::path& path, std::size_t max_b
   return content.str();
 }
 
+
+
+// A stream buffer over the PendingOutput's destination: 64 KiB at a time.
+class PendingOutput::Buffer : public std::streambuf {
+ public:
+  explicit Buffer(std::function<void(std::string_view)> sink) : sink_(std::move(sink)) { setp(data_, data_ + sizeof data_); }
+  int sync() override {
+    flush();
+    return 0;
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    flush();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+
+ private:
+  void flush() {
+    std::ptrdiff_t n = pptr() - pbase();
+    if (n > 0) sink_(std::string_view(pbase(), static_cast<std::size_t>(n)));
+    setp(data_, data_ + sizeof data_);
+  }
+  std::function<void(std::string_view)> sink_;
+  char data_[64 * 1024];
+};
+
+PendingOutput::PendingOutput(const std::optional<std::string>& path, unsigned mode) {
+  if (path && *path != "-") {
+    file_ = std::make_unique<PendingFile>(*path, mode);
+    buffer_ = std::make_unique<Buffer>([this](std::string_view bytes) { file_->write(bytes); });
+  } else {
+    std::string directory = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
+    spool_fd_ = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (spool_fd_ < 0) {
+      throw Error(ErrorCode::FailedPrecondition, "cannot make a temporary file in " + directory + ": " + std::strerror(errno));
+    }
+    buffer_ = std::make_unique<Buffer>([this](std::string_view bytes) {
+      if (!write_all(spool_fd_, bytes)) {
+        throw Error(ErrorCode::FailedPrecondition, std::string("cannot write the temporary file: ") + std::strerror(errno));
+      }
+    });
+  }
+  stream_ = std::make_unique<std::ostream>(buffer_.get());
+  // A failed write throws out of the stream instead of setting badbit quietly.
+  stream_->exceptions(std::ios::badbit);
+}
+
+PendingOutput::~PendingOutput() {
+  if (spool_fd_ >= 0) ::close(spool_fd_);
+}
+
+std::ostream& PendingOutput::stream() { return *stream_; }
+
+std::string PendingOutput::name() const { return file_ ? file_->path().string() : "standard output"; }
+
+void PendingOutput::commit() {
+  stream_->flush();
+  if (file_) {
+    file_->commit();
+    return;
+  }
+  if (::lseek(spool_fd_, 0, SEEK_SET) != 0) {
+    throw Error(ErrorCode::FailedPrecondition, std::string("cannot read the temporary file: ") + std::strerror(errno));
+  }
+  std::cout.flush();
+  char chunk[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(spool_fd_, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(ErrorCode::FailedPrecondition, std::string("cannot read the temporary file: ") + std::strerror(errno));
+    if (n == 0) break;
+    if (!write_all(STDOUT_FILENO, std::string_view(chunk, static_cast<std::size_t>(n)))) {
+      throw Error(ErrorCode::FailedPrecondition, std::string("cannot write to standard output: ") + std::strerror(errno));
+    }
+  }
+}
+
+std::string read_input(const std::optional<std::string>& path, std::size_t max_bytes, std::string_view what) {
+  if (path && *path != "-") return read_input_file(*path, max_bytes, what);
+  std::string content;
+  char chunk[16 * 1024];
+  while (std::cin.read(chunk, sizeof chunk) || std::cin.gcount() > 0) {
+    content.append(chunk, static_cast<std::size_t>(std::cin.gcount()));
+    if (content.size() > max_bytes) {
+      throw Error(ErrorCode::InvalidArgument, std::string(what) + " on standard input is larger than " +
+                                                  std::to_string(max_bytes) + " bytes");
+    }
+  }
+  return content;
+}
 }  // namespace keyhold::cli

@@ -1,5 +1,3 @@
-#include <openssl/rand.h>
-
 #include <algorithm>
 
 #include "keyhold/core/process.hpp"
@@ -13,11 +11,12 @@ constexpr std::size_t kTagBytes = 16;
 constexpr std::size_t kIvBytes = 12;
 constexpr std::size_t kIvsPerBatch = 64;
 
-// A fresh random 96-bit IV (NIST SP 800-38D section 8.2.2). One RAND_bytes
-// call per IV costs about 4% of a token's AES-GCM encryption, so each thread
-// draws 64 at a time. A batch is never used across fork(): the child would
-// reuse the parent's next IVs under the same key, which breaks GCM.
-void next_iv(std::array<std::uint8_t, kIvBytes>& iv) {
+// A fresh random 96-bit IV (NIST SP 800-38D section 8.2.2) from the token's
+// RNG. One C_GenerateRandom per IV would cost a token round trip per
+// encryption, so each thread draws 64 at a time. A batch is never used across
+// fork(): the child would reuse the parent's next IVs under the same key,
+// which breaks GCM.
+void next_iv(hsm::Token& token, std::array<std::uint8_t, kIvBytes>& iv) {
   struct Batch {
     std::array<std::uint8_t, kIvBytes * kIvsPerBatch> bytes;
     std::size_t used = kIvBytes * kIvsPerBatch;
@@ -25,9 +24,8 @@ void next_iv(std::array<std::uint8_t, kIvBytes>& iv) {
   };
   thread_local Batch batch;
   if (batch.used == batch.bytes.size() || batch.generation != fork_generation()) {
-    if (RAND_bytes(batch.bytes.data(), static_cast<int>(batch.bytes.size())) != 1) {
-      throw_openssl(ErrorCode::Internal, "drawing random IVs");
-    }
+    std::vector<std::uint8_t> drawn = token.random(batch.bytes.size());
+    std::copy(drawn.begin(), drawn.end(), batch.bytes.begin());
     batch.used = 0;
     batch.generation = fork_generation();
   }
@@ -42,10 +40,17 @@ TokenKek::TokenKek(std::shared_ptr<hsm::Token> token, std::vector<std::uint8_t> 
 
 SealedBytes TokenKek::encrypt(std::span<const std::uint8_t> plaintext,
                               std::span<const std::uint8_t> associated_data) const {
+  std::vector<std::uint8_t> copy(associated_data.begin(), associated_data.end());
+  return encrypt_with_iv_in_aad(plaintext, [&](const std::array<std::uint8_t, kIvBytes>&) { return copy; });
+}
+
+SealedBytes TokenKek::encrypt_with_iv_in_aad(std::span<const std::uint8_t> plaintext,
+                                             const AssociatedDataOf& associated_data_of) const {
   SealedBytes sealed;
   // A random IV per message; the caller bounds the number of messages per
   // key well below 2^32 (NIST SP 800-38D section 8.3).
-  next_iv(sealed.iv);
+  next_iv(*token_, sealed.iv);
+  std::vector<std::uint8_t> associated_data = associated_data_of(sealed.iv);
   CK_GCM_PARAMS params{sealed.iv.data(), sealed.iv.size(), sealed.iv.size() * 8,
                        const_cast<std::uint8_t*>(associated_data.data()), associated_data.size(), kTagBytes * 8};
   CK_MECHANISM mechanism{CKM_AES_GCM, &params, sizeof params};

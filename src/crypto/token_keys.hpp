@@ -44,6 +44,8 @@ class TokenKek final : public Kek {
   TokenKek(std::shared_ptr<hsm::Token> token, std::vector<std::uint8_t> id);
   SealedBytes encrypt(std::span<const std::uint8_t> plaintext,
                       std::span<const std::uint8_t> associated_data) const override;
+  SealedBytes encrypt_with_iv_in_aad(std::span<const std::uint8_t> plaintext,
+                                     const AssociatedDataOf& associated_data) const override;
   SecretBytes decrypt(const SealedBytes& sealed, std::span<const std::uint8_t> associated_data) const override;
 
  private:

@@ -5,7 +5,7 @@
 // checks and encodings their records go through. sqlite_store.cpp defines
 // Database's out-of-line members and the key repository; the CA and
 // certificate repositories live in sqlite_pki_repositories.cpp, the SSH ones
-// in sqlite_ssh_repositories.cpp.
+// in sqlite_ssh_repositories.cpp, the KEK one in sqlite_kek_repositories.cpp.
 //
 // Concurrency: one connection per Store, guarded by a recursive mutex that
 // every call holds. A Transaction keeps that mutex from BEGIN to COMMIT or
@@ -431,5 +431,8 @@ std::unique_ptr<CertificateRepository> make_certificate_repository(Database& db)
 std::unique_ptr<SshCaRepository> make_ssh_ca_repository(Database& db);
 std::unique_ptr<SshCertificateRepository> make_ssh_certificate_repository(Database& db);
 std::unique_ptr<SshKeyRepository> make_ssh_key_repository(Database& db);
+
+// sqlite_kek_repositories.cpp
+std::unique_ptr<KekRepository> make_kek_repository(Database& db);
 
 }  // namespace keyhold::store::sqlite_internal

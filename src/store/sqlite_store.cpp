@@ -8,7 +8,8 @@
 // rather than altered.
 //
 // The PKI repositories live in sqlite_pki_repositories.cpp, the SSH ones in
-// sqlite_ssh_repositories.cpp; the files share what sqlite_database.hpp holds.
+// sqlite_ssh_repositories.cpp, the KEK one in sqlite_kek_repositories.cpp; the
+// files share what sqlite_database.hpp holds.
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -268,6 +269,82 @@ CREATE TABLE ssh_keys (
   CONSTRAINT ssh_keys_key_object_id_unique UNIQUE (key_object_id)
 );
 )sql",
+    // 5: the KEKs of envelope encryption. A KEK has a 16-byte kek_id, which
+    // ciphertexts carry, and versions 1..n, each an AES-256 key in the token
+    // (key_object_id: its CKA_ID, never shared by two versions). Counts are
+    // plain non-negative INTEGERs (at most 2^63 - 1): an addition past that
+    // would turn into a REAL, which the typeof checks refuse. A version enters
+    // as the KEK's next number and enabled; state_changed_at is set once it has
+    // changed state, and always for a disabled or destroyed version. The
+    // triggers keep what CHECK constraints cannot see (the old row, the other
+    // rows): versions are numbered without gaps, a destroyed version is final
+    // (its token key is gone), an encryption count never goes down (AES-GCM's
+    // limit per key depends on it), and the ids ciphertexts and the token rely
+    // on never change. Same timestamp rule as migration 1.
+    R"sql(
+CREATE TABLE keks (
+  id                      INTEGER PRIMARY KEY,
+  name                    TEXT NOT NULL CONSTRAINT keks_name_valid CHECK (length(name) > 0),
+  kek_id                  BLOB NOT NULL CONSTRAINT keks_kek_id_valid
+                            CHECK (typeof(kek_id) = 'blob' AND length(kek_id) = 16),
+  rotation_period_seconds INTEGER NOT NULL DEFAULT 0 CONSTRAINT keks_rotation_period_seconds_valid
+                            CHECK (typeof(rotation_period_seconds) = 'integer' AND rotation_period_seconds >= 0),
+  max_encryptions         INTEGER NOT NULL CONSTRAINT keks_max_encryptions_valid
+                            CHECK (typeof(max_encryptions) = 'integer' AND max_encryptions >= 1),
+  created_at              TEXT NOT NULL CONSTRAINT keks_created_at_valid
+                            CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT keks_name_unique UNIQUE (name),
+  CONSTRAINT keks_kek_id_unique UNIQUE (kek_id)
+);
+
+CREATE TABLE kek_versions (
+  id               INTEGER PRIMARY KEY,
+  kek_id           INTEGER NOT NULL,
+  version          INTEGER NOT NULL CONSTRAINT kek_versions_version_valid
+                     CHECK (typeof(version) = 'integer' AND version >= 1 AND version <= 4294967295),
+  key_object_id    BLOB NOT NULL CONSTRAINT kek_versions_key_object_id_valid
+                     CHECK (typeof(key_object_id) = 'blob' AND length(key_object_id) > 0),
+  state            TEXT NOT NULL DEFAULT 'enabled'
+                     CONSTRAINT kek_versions_state_valid CHECK (state IN ('enabled', 'disabled', 'destroyed')),
+  encryptions      INTEGER NOT NULL DEFAULT 0 CONSTRAINT kek_versions_encryptions_valid
+                     CHECK (typeof(encryptions) = 'integer' AND encryptions >= 0),
+  created_at       TEXT NOT NULL CONSTRAINT kek_versions_created_at_valid
+                     CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  state_changed_at TEXT CONSTRAINT kek_versions_state_changed_at_valid
+                     CHECK ((state = 'enabled' OR state_changed_at IS NOT NULL) AND (state_changed_at IS NULL OR
+                       state_changed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z')),
+  CONSTRAINT kek_versions_kek_id_fk FOREIGN KEY (kek_id) REFERENCES keks (id),
+  CONSTRAINT kek_versions_version_unique UNIQUE (kek_id, version),
+  CONSTRAINT kek_versions_key_object_id_unique UNIQUE (key_object_id)
+);
+
+CREATE TRIGGER kek_versions_insert_valid BEFORE INSERT ON kek_versions
+  WHEN NEW.state IS NOT 'enabled' OR NEW.state_changed_at IS NOT NULL
+    OR NEW.version IS NOT (SELECT COALESCE(MAX(version), 0) + 1 FROM kek_versions WHERE kek_id = NEW.kek_id)
+BEGIN
+  SELECT RAISE(ABORT, 'kek_versions: a new version must be the next number of its KEK, enabled, never changed');
+END;
+CREATE TRIGGER kek_versions_destroyed_final BEFORE UPDATE ON kek_versions
+  WHEN OLD.state = 'destroyed'
+BEGIN
+  SELECT RAISE(ABORT, 'kek_versions: a destroyed version is final');
+END;
+CREATE TRIGGER kek_versions_encryptions_never_decrease BEFORE UPDATE OF encryptions ON kek_versions
+  WHEN NEW.encryptions < OLD.encryptions
+BEGIN
+  SELECT RAISE(ABORT, 'kek_versions: an encryption count never goes down');
+END;
+CREATE TRIGGER kek_versions_ids_fixed BEFORE UPDATE OF kek_id, version, key_object_id ON kek_versions
+  WHEN NEW.kek_id IS NOT OLD.kek_id OR NEW.version IS NOT OLD.version OR NEW.key_object_id IS NOT OLD.key_object_id
+BEGIN
+  SELECT RAISE(ABORT, 'kek_versions: kek_id, version and key_object_id never change');
+END;
+CREATE TRIGGER keks_kek_id_fixed BEFORE UPDATE OF kek_id ON keks
+  WHEN NEW.kek_id IS NOT OLD.kek_id
+BEGIN
+  SELECT RAISE(ABORT, 'keks: kek_id never changes');
+END;
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kSqliteSchemaVersion, "store.hpp's kSqliteSchemaVersion must name the last migration");
@@ -279,6 +356,7 @@ std::string code_name(int rc) {
       {SQLITE_CONSTRAINT_CHECK, "SQLITE_CONSTRAINT_CHECK"},
       {SQLITE_CONSTRAINT_NOTNULL, "SQLITE_CONSTRAINT_NOTNULL"},
       {SQLITE_CONSTRAINT_FOREIGNKEY, "SQLITE_CONSTRAINT_FOREIGNKEY"},
+      {SQLITE_CONSTRAINT_TRIGGER, "SQLITE_CONSTRAINT_TRIGGER"},
       {SQLITE_ERROR, "SQLITE_ERROR"}, {SQLITE_INTERNAL, "SQLITE_INTERNAL"},
       {SQLITE_PERM, "SQLITE_PERM"}, {SQLITE_ABORT, "SQLITE_ABORT"},
       {SQLITE_BUSY, "SQLITE_BUSY"}, {SQLITE_LOCKED, "SQLITE_LOCKED"},
@@ -677,7 +755,8 @@ class SqliteStore final : public Store {
         certificates_(make_certificate_repository(db_)),
         ssh_cas_(make_ssh_ca_repository(db_)),
         ssh_certificates_(make_ssh_certificate_repository(db_)),
-        ssh_keys_(make_ssh_key_repository(db_)) {}
+        ssh_keys_(make_ssh_key_repository(db_)),
+        keks_(make_kek_repository(db_)) {}
 
   KeyRepository& keys() override { return keys_; }
   CaRepository& cas() override { return *cas_; }
@@ -685,6 +764,7 @@ class SqliteStore final : public Store {
   SshCaRepository& ssh_cas() override { return *ssh_cas_; }
   SshCertificateRepository& ssh_certificates() override { return *ssh_certificates_; }
   SshKeyRepository& ssh_keys() override { return *ssh_keys_; }
+  KekRepository& keks() override { return *keks_; }
 
   int schema_version() override {
     static constexpr std::string_view kOp = "read schema version";
@@ -705,6 +785,7 @@ class SqliteStore final : public Store {
   std::unique_ptr<SshCaRepository> ssh_cas_;
   std::unique_ptr<SshCertificateRepository> ssh_certificates_;
   std::unique_ptr<SshKeyRepository> ssh_keys_;
+  std::unique_ptr<KekRepository> keks_;
 };
 
 }  // namespace

@@ -24,6 +24,7 @@ class FailingInsertStore final : public store::Store, private store::KeyReposito
   store::SshCaRepository& ssh_cas() override { return inner_.ssh_cas(); }
   store::SshCertificateRepository& ssh_certificates() override { return inner_.ssh_certificates(); }
   store::SshKeyRepository& ssh_keys() override { return inner_.ssh_keys(); }
+  store::KekRepository& keks() override { return inner_.keks(); }
   int schema_version() override { return inner_.schema_version(); }
 
  private:

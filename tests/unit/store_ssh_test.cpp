@@ -307,17 +307,20 @@ class StoreSshMigration : public StoreSsh {
     store_.reset();
 
     RawDb raw(db_path());
-    ASSERT_EQ(raw.exec("DROP TABLE ssh_keys; DROP TABLE ssh_revocations; DROP TABLE ssh_certificates; "
+    // The tables of later migrations go too (migration 5: the KEKs).
+    ASSERT_EQ(raw.exec("DROP TABLE kek_versions; DROP TABLE keks; "
+                       "DROP TABLE ssh_keys; DROP TABLE ssh_revocations; DROP TABLE ssh_certificates; "
                        "DROP TABLE ssh_cas; PRAGMA user_version = 3;"),
               SQLITE_OK);
     ASSERT_EQ(raw.integer("SELECT count(*) FROM sqlite_master WHERE name LIKE 'ssh%'"), 0);
     ASSERT_EQ(raw.text("PRAGMA integrity_check"), "ok");
   }
 
-  // Everything of the file but the SSH tables: schema and rows.
+  // Everything of the file but the SSH tables (and the KEK tables of later
+  // migrations): schema and rows.
   std::string everything_else(RawDb& raw) {
     std::string out = raw.rows("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'ssh%' "
-                               "ORDER BY name");
+                               "AND tbl_name NOT LIKE 'kek%' ORDER BY name");
     for (const char* table : {"keys", "cas", "ca_versions", "certificates"}) {
       out += "\n--" + std::string(table) + "\n" + raw.rows(std::string("SELECT * FROM ") + table + " ORDER BY id");
     }

@@ -10,6 +10,7 @@
 
 #include "keyhold/app/config.hpp"
 #include "keyhold/crypto/key_ring.hpp"
+#include "keyhold/envelope/service.hpp"
 #include "keyhold/pki/authority.hpp"
 #include "keyhold/ssh/authority.hpp"
 #include "keyhold/service/key_service.hpp"
@@ -37,6 +38,8 @@ class Application {
   pki::Authority& authority();
   // The SSH certificate authority and token-held SSH keys.
   ssh::Authority& ssh_authority();
+  // Envelope encryption: KEKs, data keys, encrypt/decrypt/rewrap.
+  envelope::Service& envelope();
   // What the token is; needs no login.
   crypto::TokenSummary token_summary();
 
@@ -57,6 +60,7 @@ class Application {
   std::unique_ptr<service::KeyService> keys_;
   std::unique_ptr<pki::Authority> authority_;
   std::unique_ptr<ssh::Authority> ssh_authority_;
+  std::unique_ptr<envelope::Service> envelope_;
 };
 
 // What `keyhold init --dev` made.

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -22,6 +23,11 @@ class Kek {
   // Thread-safe.
   virtual SealedBytes encrypt(std::span<const std::uint8_t> plaintext,
                               std::span<const std::uint8_t> associated_data) const = 0;
+  // The same, for associated data that covers the IV (a ciphertext header):
+  // the IV is drawn first and handed to associated_data.
+  using AssociatedDataOf = std::function<std::vector<std::uint8_t>(const std::array<std::uint8_t, 12>& iv)>;
+  virtual SealedBytes encrypt_with_iv_in_aad(std::span<const std::uint8_t> plaintext,
+                                             const AssociatedDataOf& associated_data) const = 0;
   // Throws InvalidArgument when the ciphertext, IV or associated data do not
   // authenticate (altered ciphertext, wrong context, wrong key).
   virtual SecretBytes decrypt(const SealedBytes& sealed, std::span<const std::uint8_t> associated_data) const = 0;

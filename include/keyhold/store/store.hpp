@@ -2,10 +2,12 @@
 // keyhold's metadata store: names, CKA_IDs, purposes, algorithms, states and
 // timestamps of the keys keyhold manages, and the X.509 CAs, their versions
 // and the certificates they issued (with their revocation state), the SSH
-// CAs, the SSH certificates they signed and what their KRLs revoke, and the
-// versions of the SSH keys held in the token. Never key material: private and
-// secret keys stay in the token. Callers see only these interfaces; SQLite is
-// the embedded implementation (open_sqlite_store), PostgreSQL comes later.
+// CAs, the SSH certificates they signed and what their KRLs revoke, the
+// versions of the SSH keys held in the token, and the key-encryption keys
+// (KEKs) of envelope encryption with their versions and encryption counts.
+// Never key material: private and secret keys stay in the token. Callers see
+// only these interfaces; SQLite is the embedded implementation
+// (open_sqlite_store), PostgreSQL comes later.
 //
 // Errors: every failure is a keyhold::Error. Codes used: InvalidArgument (a
 // record that breaks a rule of the schema), NotFound, AlreadyExists,
@@ -46,6 +48,11 @@ inline constexpr std::uint64_t kSshValidForever = ~std::uint64_t{0};
 inline constexpr std::string_view kSshRevokeSerial = "serial";  // a certificate serial of the CA
 inline constexpr std::string_view kSshRevokeKeyId = "key_id";   // every certificate of the CA with that key id
 inline constexpr std::string_view kSshRevokeKey = "key";        // an explicit public key (and its certificates)
+
+// The states of a KEK version (KekVersionRecord::state).
+inline constexpr std::string_view kKekVersionEnabled = "enabled";      // encrypts when newest enabled, else decrypts
+inline constexpr std::string_view kKekVersionDisabled = "disabled";    // neither, until enabled again
+inline constexpr std::string_view kKekVersionDestroyed = "destroyed";  // its token key is gone; final
 
 // The CRL reason codes keyhold records (RFC 5280 section 5.3.1 names).
 inline constexpr std::string_view kRevocationReasons[] = {
@@ -437,6 +444,98 @@ class SshKeyRepository {
   virtual void set_retired(std::int64_t id, std::string_view at) = 0;
 };
 
+// ---- envelope encryption: KEKs ----
+//
+// A KEK is an AES-256 key held in the token under versions 1..n; the newest
+// enabled version is primary (encrypts), older enabled ones only decrypt.
+// Ciphertexts name the KEK by its kek_id and the version by its number. The
+// store keeps only metadata and each version's encryption count.
+//
+// Counts and limits are unsigned in the API but at most 2^63 - 1
+// (kKekMaxCount): the SQLite store keeps them as plain non-negative INTEGERs,
+// so that SQL compares them as numbers, and refuses larger values.
+inline constexpr std::uint64_t kKekMaxCount = (std::uint64_t{1} << 63) - 1;
+
+// A KEK: its name, the id ciphertexts carry, and its rotation policy.
+struct KekRecord {
+  std::int64_t id = 0;                       // row id, set by insert()
+  std::string name;                          // unique, not empty; the naming rules are the callers' (as for keys)
+  std::vector<std::uint8_t> kek_id;          // 16 random bytes, unique: what ciphertexts name
+  std::int64_t rotation_period_seconds = 0;  // >= 0; 0: no rotation by age
+  std::uint64_t max_encryptions = 0;         // rotate a version once it has done this many: 1..kKekMaxCount
+  std::string created_at;                    // RFC 3339 UTC like the others; insert() fills it when empty
+
+  bool operator==(const KekRecord&) const = default;
+};
+
+// One version of a KEK: one AES-256 key in the token.
+struct KekVersionRecord {
+  std::int64_t id = 0;                          // row id, set by insert_version()
+  std::int64_t kek_id = 0;                      // KekRecord::id
+  std::uint32_t version = 0;                    // 1, 2, ...
+  std::vector<std::uint8_t> key_object_id;      // CKA_ID of the AES key in the token; not empty, unique across versions
+  std::string state = "enabled";                // kKekVersionEnabled | kKekVersionDisabled | kKekVersionDestroyed
+  std::uint64_t encryptions = 0;                // reserved count (never lower than the encryptions done), <= 2^63-1
+  std::string created_at;                       // insert_version() fills it when empty
+  std::optional<std::string> state_changed_at;  // when last disabled/enabled/destroyed; unset until the first change
+
+  bool operator==(const KekVersionRecord&) const = default;
+};
+
+// The keks and kek_versions tables.
+// Thread-safety and transactions: as KeyRepository.
+class KekRepository {
+ public:
+  virtual ~KekRepository() = default;
+
+  // Adds the KEK and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. AlreadyExists for a taken name or
+  // kek_id; InvalidArgument for malformed fields (empty name, kek_id not 16
+  // bytes, negative rotation period, max_encryptions 0 or above
+  // kKekMaxCount, bad timestamp).
+  virtual void insert(KekRecord& record) = 0;
+  virtual std::optional<KekRecord> find(std::string_view name) = 0;
+  // The KEK a ciphertext names; nullopt when unknown (any length may be asked).
+  virtual std::optional<KekRecord> find_by_kek_id(std::span<const std::uint8_t> kek_id) = 0;
+  // Every KEK, ordered by name.
+  virtual std::vector<KekRecord> list() = 0;
+  // Sets the KEK's rotation policy. NotFound for an unknown id;
+  // InvalidArgument for values insert() refuses.
+  virtual void update_policy(std::int64_t id, std::int64_t rotation_period_seconds, std::uint64_t max_encryptions) = 0;
+
+  // Adds the version and sets record.id (and created_at when it was empty);
+  // record is unchanged when it throws. The version must be exactly one more
+  // than the KEK's last (1 for a new KEK) and enabled, with
+  // state_changed_at unset. AlreadyExists for a taken (kek_id, version) or a
+  // key_object_id any version of any KEK has; NotFound when kek_id names no
+  // KEK; InvalidArgument otherwise for malformed fields (version not last+1,
+  // state, empty CKA_ID, encryptions above kKekMaxCount, bad timestamp).
+  virtual void insert_version(KekVersionRecord& record) = 0;
+  // The KEK's versions, by version ascending (empty for an unknown KEK).
+  virtual std::vector<KekVersionRecord> versions(std::int64_t kek_id) = 0;
+  virtual std::optional<KekVersionRecord> find_version(std::int64_t kek_id, std::uint32_t version) = 0;
+  // Moves the version of row id version_id to state at `at` (RFC 3339 UTC,
+  // recorded as state_changed_at): enabled <-> disabled, and enabled or
+  // disabled -> destroyed, which is final. FailedPrecondition "KEK '<name>'
+  // version <v> was destroyed at <t>" for any change of a destroyed version,
+  // and "KEK '<name>' version <v> is already <state>" for the state it has;
+  // NotFound for an unknown id; InvalidArgument for another state or a
+  // malformed time.
+  virtual void set_state(std::int64_t version_id, std::string_view state, std::string_view at) = 0;
+  // Adds n (1..kKekMaxCount) to the version's encryption count and returns
+  // the count before the addition: the caller may do encryptions number
+  // before .. before+n-1. One atomic write: committed on its own, or part of
+  // the caller's Transaction when its thread has one open (a rollback gives
+  // the count back). Concurrent callers (threads, or processes sharing the
+  // database) get disjoint ranges. Callers reserve before they encrypt, so
+  // after a crash the stored count is >= the real count. The store does not
+  // compare the count with max_encryptions: that is the caller's policy.
+  // FailedPrecondition when the version is not enabled ("... was destroyed
+  // at <t>" for a destroyed one) or when the count would pass kKekMaxCount;
+  // NotFound for an unknown id; InvalidArgument for n 0 or above kKekMaxCount.
+  virtual std::uint64_t reserve_encryptions(std::int64_t version_id, std::uint64_t n) = 0;
+};
+
 // An open store. Thread-safe: the SQLite store serialises every call on its
 // one connection (a mutex), so calls from many threads are fine but do not run
 // in parallel. Several processes may share one SQLite file. Must outlive the
@@ -451,6 +550,7 @@ class Store {
   virtual SshCaRepository& ssh_cas() = 0;
   virtual SshCertificateRepository& ssh_certificates() = 0;
   virtual SshKeyRepository& ssh_keys() = 0;
+  virtual KekRepository& keks() = 0;
 
   // The schema version of the open database (number of migrations applied).
   virtual int schema_version() = 0;
@@ -496,7 +596,7 @@ class Transaction {
 
 // The schema version open_sqlite_store brings a database to (the number of
 // migrations this build knows).
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 // Opens (creating it when missing) the SQLite store at path: the parent
 // directory is created when missing and the file with mode 0600 whatever the
