@@ -1,7 +1,13 @@
 #include "keyhold/app/application.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 
+#include "keyhold/core/log.hpp"
 #include "keyhold/crypto/token_key_ring.hpp"
 #include "keyhold/hsm/module.hpp"
 #include "keyhold/hsm/pin.hpp"
@@ -18,9 +24,42 @@ store::Store& Application::store() {
   return *store_;
 }
 
+namespace {
+
+// SoftHSM's file backend rewrites a token's files at login while other
+// processes read them when they load the module, and a process that reads
+// them half-written sees no token at all. keyhold processes sharing a
+// configuration therefore load the module and log in one at a time: an
+// exclusive flock on a file beside keyhold.toml, held for those two steps
+// only (milliseconds). Where the file cannot be made, nothing is locked.
+class TokenOpenLock {
+ public:
+  explicit TokenOpenLock(const std::filesystem::path& directory) {
+    std::filesystem::path path = directory / ".keyhold-token.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      log::debug("not serialising token opening: cannot open " + path.string());
+      return;
+    }
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~TokenOpenLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  TokenOpenLock(const TokenOpenLock&) = delete;
+  TokenOpenLock& operator=(const TokenOpenLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
 std::shared_ptr<hsm::Token> Application::open_token(bool login) {
   if (token_ && (token_logged_in_ || !login)) return token_;
   hsm::Uri uri = hsm::Uri::parse(config_.token.uri);
+  TokenOpenLock lock(config_.directory);
   if (!module_) {
     // Module configuration (e.g. SOFTHSM2_CONF) must be in the environment
     // before the module is loaded.

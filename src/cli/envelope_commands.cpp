@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -277,6 +278,8 @@ class Input {
  public:
   explicit Input(const std::optional<std::string>& path) {
     if (path && *path != "-") {
+      std::error_code ec;
+      if (std::filesystem::is_directory(*path, ec)) throw Error(ErrorCode::InvalidArgument, "cannot read " + *path + ": it is a directory");
       file_.open(*path, std::ios::binary);
       if (!file_) throw Error(ErrorCode::InvalidArgument, "cannot read " + *path + ": " + std::strerror(errno));
     }
@@ -288,6 +291,13 @@ class Input {
   std::ifstream file_;
 };
 
+// The data goes to standard output unless --out names a file: a JSON summary there would corrupt it.
+void refuse_json_on_data_output(Context& c, const po::variables_map& vm) {
+  if (c.json() && (!vm.count("out") || vm["out"].as<std::string>() == "-")) {
+    throw Error(ErrorCode::InvalidArgument, "--json needs --out FILE: without it the data itself goes to standard output");
+  }
+}
+
 int seal(Context& c) {
   po::options_description options;
   options.add_options()("kek", po::value<std::string>()->required(), "")("in", po::value<std::string>(), "")(
@@ -295,6 +305,7 @@ int seal(Context& c) {
   add_context_options(options);
   po::variables_map vm = parse_arguments(c.args(), options, {});
   envelope::Context context = context_option(vm, "context");
+  refuse_json_on_data_output(c, vm);
   Input in(optional_string(vm, "in"));
   PendingOutput out(optional_string(vm, "out"), 0644);
   // A fresh data key per file; only its wrapped form is kept (in the header).
@@ -319,6 +330,7 @@ int unseal(Context& c) {
   add_context_options(options);
   po::variables_map vm = parse_arguments(c.args(), options, {});
   envelope::Context context = context_option(vm, "context");
+  refuse_json_on_data_output(c, vm);
   Input in(optional_string(vm, "in"));
   PendingOutput out(optional_string(vm, "out"), 0600);
   envelope::SealHeader header = envelope::read_seal_header(in.stream());

@@ -311,6 +311,13 @@ Ciphertext parse_any(std::span<const std::uint8_t> input) {
   std::string_view rest = text;
   while (!rest.empty() && is_ascii_space(rest.front())) rest.remove_prefix(1);
   if (text_prefix_length(rest) > 0) return from_text(text);
+  // A binary ciphertext starts with its version byte (1 today). Input that
+  // is printable text is not one, whatever its first byte: saying "format
+  // version 103" for a stray word would mislead.
+  bool printable = !rest.empty() && std::all_of(rest.begin(), rest.end(), [](char c) {
+    return is_ascii_space(c) || (c >= 0x20 && c < 0x7f);
+  });
+  if (printable) refuse("not a keyhold ciphertext: the text form starts with \"kh1:\"");
   return decode(input);
 }
 

@@ -277,7 +277,10 @@ std::vector<std::uint8_t> single_part(const Module& module, CK_SESSION_HANDLE se
                                       std::size_t size_hint, const char* init_name, const char* name,
                                       const char* starting, const char* what) {
   check(module.call<Init>(init_name, session, &mechanism, key), starting);
-  auto* data = const_cast<CK_BYTE*>(input.data());
+  // An empty input may come as a null pointer, which tokens refuse
+  // (CKR_ARGUMENTS_BAD) even with a length of 0.
+  static CK_BYTE nothing = 0;
+  auto* data = input.empty() ? &nothing : const_cast<CK_BYTE*>(input.data());
   CK_ULONG length = size_hint;
   if (size_hint == 0) check(module.call<Operation>(name, session, data, input.size(), nullptr, &length), what);
   std::vector<std::uint8_t> output(length);

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <thread>
 
 #include "support/dev_setup.hpp"
 #include "support/process.hpp"
@@ -522,6 +523,23 @@ TEST(Exit, TheCliExitsCleanlyAfterUsingTheToken) {
   ProcessResult r = keyhold({"key", "create", "exit-check", "--type", "rsa-2048"});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.signal, 0);
+}
+
+TEST(Concurrency, ManyKeyholdProcessesAtOnceAllFindTheToken) {
+  // SoftHSM rewrites the token's files at login; without keyhold's lock
+  // around module loading and login, about a third of 20 simultaneous runs
+  // found no token at all (status 3).
+  keyhold({"key", "create", "concurrency-check", "--type", "ec-p256"});
+  std::vector<std::thread> runs;
+  std::vector<ProcessResult> results(20);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    runs.emplace_back([&, i] {
+      results[i] = keyhold(i % 2 == 0 ? std::vector<std::string>{"key", "list"}
+                                      : std::vector<std::string>{"key", "show", "concurrency-check"});
+    });
+  }
+  for (auto& t : runs) t.join();
+  for (const ProcessResult& r : results) EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(Secrets, NoPinInLogsOutputOrTheStore) {

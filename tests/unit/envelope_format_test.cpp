@@ -292,9 +292,12 @@ TEST(CiphertextText, ParseAnyTakesBothForms) {
   // Text with a wrong version is read as text, so the message is about the version.
   EXPECT_REFUSED(parse_any(as_bytes("kh2:" + to_text(c).substr(4))), "format version 2;");
   EXPECT_REFUSED(parse_any(as_bytes(to_text(c) + "!")), "outside the alphabet");
+  // Printable text that is not the text form is not a ciphertext (rather than "format version 104").
+  EXPECT_REFUSED(parse_any(as_bytes("hello")), "not a keyhold ciphertext");
+  EXPECT_REFUSED(parse_any(as_bytes("garbage\n")), "not a keyhold ciphertext");
   // Anything else is binary.
   EXPECT_REFUSED(parse_any(Bytes{}), "empty");
-  EXPECT_REFUSED(parse_any(as_bytes("hello")), "format version 104;");
+  EXPECT_REFUSED(parse_any(Bytes{104, 0, 1}), "format version 104;");
 }
 
 // ---- context ----
