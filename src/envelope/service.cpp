@@ -6,6 +6,7 @@
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
 #include "keyhold/core/names.hpp"
+#include "keyhold/core/process.hpp"
 
 namespace keyhold::envelope {
 namespace {
@@ -37,6 +38,32 @@ std::int64_t seconds_of(std::chrono::system_clock::time_point t) {
 }
 
 }  // namespace
+
+SecretBytes Service::random_data_key(std::size_t bytes) {
+  // From the token's RNG, 2 KiB at a time per thread: one C_GenerateRandom
+  // per data key would cost a token round trip as large as the encryption.
+  // Each key's bytes are wiped from the pool as they are handed out, and a
+  // pool is never used across fork() (parent and child would hand out the
+  // same keys).
+  struct Pool {
+    SecretBytes bytes;
+    std::size_t used = 0;
+    std::uint64_t generation = 0;
+  };
+  constexpr std::size_t kPoolBytes = 2048;
+  thread_local Pool pool;
+  if (pool.bytes.size() - pool.used < bytes || pool.generation != fork_generation()) {
+    std::vector<std::uint8_t> drawn = keys_.ring().random(kPoolBytes);
+    pool.bytes = SecretBytes(drawn.data(), drawn.size());
+    secure_wipe(drawn.data(), drawn.size());
+    pool.used = 0;
+    pool.generation = fork_generation();
+  }
+  SecretBytes key(pool.bytes.data() + pool.used, bytes);
+  secure_wipe(pool.bytes.data() + pool.used, bytes);
+  pool.used += bytes;
+  return key;
+}
 
 std::string kek_key_name(const std::string& kek, std::uint32_t version) {
   return "kek." + kek + ".v" + std::to_string(version);
@@ -155,6 +182,7 @@ KekInfo Service::rotate(const std::string& name) {
   std::vector<store::KekVersionRecord> versions = store_.keks().versions(kek.id);
   std::uint32_t next = versions.empty() ? 1 : versions.back().version + 1;
   add_version(kek, next);
+  forget_snapshots();
   log::info("rotated " + kek_label(kek) + " to version " + std::to_string(next));
   return info(kek);
 }
@@ -197,6 +225,7 @@ KekInfo Service::change_state(const std::string& name, std::uint32_t version, st
   } else {
     store_.keks().set_state(it->id, state, at);
   }
+  forget_snapshots();
   return info(kek);
 }
 
@@ -218,6 +247,7 @@ std::vector<RotationResult> Service::rotate_due() {
     std::string reason = due_reason(kek, versions.back());
     if (reason.empty()) continue;
     add_version(kek, versions.back().version + 1);
+    forget_snapshots();
     log::info("rotated " + kek_label(kek) + " to version " + std::to_string(versions.back().version + 1) + ": " + reason);
     rotated.push_back({kek.name, versions.back().version + 1, reason});
   }
@@ -251,17 +281,61 @@ void Service::count_encryption(const store::KekRecord& kek, const store::KekVers
   ++counter.next;
 }
 
-Ciphertext Service::encrypt_under_primary(const store::KekRecord& kek, std::span<const std::uint8_t> plaintext,
+std::shared_ptr<const Service::KekSnapshot> Service::read_snapshot(const store::KekRecord& kek) {
+  auto snapshot = std::make_shared<KekSnapshot>();
+  snapshot->kek = kek;
+  snapshot->versions = store_.keks().versions(kek.id);
+  if (snapshot->versions.empty()) throw Error(ErrorCode::Internal, kek_label(kek) + " has no versions in the store");
+  snapshot->read_at = std::chrono::steady_clock::now();
+  std::lock_guard lock(cache_mutex_);
+  snapshots_[kek.name] = snapshot;
+  names_by_kek_id_[kek.kek_id] = kek.name;
+  return snapshot;
+}
+
+std::shared_ptr<const Service::KekSnapshot> Service::snapshot(const std::string& name) {
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto it = snapshots_.find(name);
+    if (it != snapshots_.end() && std::chrono::steady_clock::now() - it->second->read_at < settings_.versions_cache) {
+      return it->second;
+    }
+  }
+  return read_snapshot(load(name));
+}
+
+std::shared_ptr<const Service::KekSnapshot> Service::snapshot_by_kek_id(std::span<const std::uint8_t> kek_id) {
+  {
+    std::lock_guard lock(cache_mutex_);
+    auto name = names_by_kek_id_.find(std::vector<std::uint8_t>(kek_id.begin(), kek_id.end()));
+    if (name != names_by_kek_id_.end()) {
+      auto it = snapshots_.find(name->second);
+      if (it != snapshots_.end() && std::chrono::steady_clock::now() - it->second->read_at < settings_.versions_cache) {
+        return it->second;
+      }
+    }
+  }
+  std::optional<store::KekRecord> kek = store_.keks().find_by_kek_id(kek_id);
+  if (!kek) return nullptr;
+  return read_snapshot(*kek);
+}
+
+void Service::forget_snapshots() {
+  std::lock_guard lock(cache_mutex_);
+  snapshots_.clear();
+  names_by_kek_id_.clear();
+}
+
+Ciphertext Service::encrypt_under_primary(const KekSnapshot& snapshot, std::span<const std::uint8_t> plaintext,
                                           const Context& context) {
+  const store::KekRecord& kek = snapshot.kek;
   if (plaintext.size() > kMaxPlaintextBytes) {
     throw Error(ErrorCode::InvalidArgument, "the plaintext is " + std::to_string(plaintext.size()) +
                                                 " bytes; keyhold encrypt takes at most 4096 (seal a larger file "
                                                 "with keyhold seal, or encrypt it locally under a data key)");
   }
   canonical_context(context);  // checked before the token is asked for anything
-  std::vector<store::KekVersionRecord> versions = store_.keks().versions(kek.id);
-  if (versions.empty()) throw Error(ErrorCode::Internal, kek_label(kek) + " has no versions in the store");
-  const store::KekVersionRecord& primary = versions.back();
+  const store::KekVersionRecord& primary = snapshot.versions.back();
   std::shared_ptr<const crypto::Kek> token_kek = kek_of(primary);
   count_encryption(kek, primary);
 
@@ -281,13 +355,11 @@ DataKey Service::generate_data_key(const std::string& kek_name, const Context& c
   if (bytes != 16 && bytes != 32) {
     throw Error(ErrorCode::InvalidArgument, "a data key is 16 or 32 bytes, not " + std::to_string(bytes));
   }
-  store::KekRecord kek = load(kek_name);
+  std::shared_ptr<const KekSnapshot> kek = snapshot(kek_name);
   canonical_context(context);  // a bad context fails before the token is asked for anything
   DataKey key;
-  std::vector<std::uint8_t> random = keys_.ring().random(bytes);
-  key.plaintext = SecretBytes(random.data(), random.size());
-  secure_wipe(random.data(), random.size());
-  key.ciphertext = encrypt_under_primary(kek, key.plaintext.view(), context);
+  key.plaintext = random_data_key(bytes);
+  key.ciphertext = encrypt_under_primary(*kek, key.plaintext.view(), context);
   return key;
 }
 
@@ -297,14 +369,15 @@ Ciphertext Service::encrypt(const std::string& kek_name, std::span<const std::ui
                                                 " bytes; keyhold encrypt takes at most 4096 (seal a larger file "
                                                 "with keyhold seal, or encrypt it locally under a data key)");
   }
-  return encrypt_under_primary(load(kek_name), plaintext, context);
+  return encrypt_under_primary(*snapshot(kek_name), plaintext, context);
 }
 
 Decrypted Service::decrypt(const Ciphertext& ciphertext, const Context& context,
                            const std::optional<std::string>& expected_kek) {
   std::vector<std::uint8_t> aad = associated_data(ciphertext, context);
-  std::optional<store::KekRecord> kek = store_.keks().find_by_kek_id(ciphertext.kek_id);
-  if (!kek) {
+  std::shared_ptr<const KekSnapshot> found = snapshot_by_kek_id(ciphertext.kek_id);
+  const store::KekRecord* kek = found ? &found->kek : nullptr;
+  if (!found) {
     throw Error(ErrorCode::NotFound, "the ciphertext names KEK id " + to_hex(ciphertext.kek_id) +
                                          ", which no KEK of this keyhold has");
   }
@@ -312,8 +385,11 @@ Decrypted Service::decrypt(const Ciphertext& ciphertext, const Context& context,
     throw Error(ErrorCode::InvalidArgument, "the ciphertext was made under " + kek_label(*kek) + ", not KEK '" +
                                                 *expected_kek + "'");
   }
-  std::optional<store::KekVersionRecord> version = store_.keks().find_version(kek->id, ciphertext.kek_version);
-  if (!version) {
+  const store::KekVersionRecord* version = nullptr;
+  for (const auto& v : found->versions) {
+    if (v.version == ciphertext.kek_version) version = &v;
+  }
+  if (version == nullptr) {
     throw Error(ErrorCode::NotFound, kek_label(*kek) + " has no version " + std::to_string(ciphertext.kek_version));
   }
   if (version->state == store::kKekVersionDisabled) {
@@ -343,7 +419,7 @@ Ciphertext Service::rewrap(const Ciphertext& ciphertext, const Context& context,
   const Context& target = new_context ? *new_context : context;
   canonical_context(target);  // checked before anything is decrypted
   Decrypted plain = decrypt(ciphertext, context, expected_kek);
-  return encrypt_under_primary(load(plain.kek_name), plain.plaintext.view(), target);
+  return encrypt_under_primary(*snapshot(plain.kek_name), plain.plaintext.view(), target);
 }
 
 }  // namespace keyhold::envelope

@@ -273,6 +273,26 @@ TEST_F(EnvelopeTest, RotationIsDueByAgeWithTheInjectedClockAndByCount) {
   EXPECT_EQ(due_names(), std::vector<std::string>{aged + ":3"}) << "no period, no rotation by age";
 }
 
+TEST_F(EnvelopeTest, ChangesByAnotherProcessAreSeenOnceTheVersionsCacheExpires) {
+  std::string kek = unique("shared");
+  service_->create_kek(kek);
+  Context context;
+  Ciphertext old = service_->encrypt(kek, bytes_of("x"), context);
+  // Another process: a second service on the same store and token.
+  envelope::Service other(*store_, *keys_);
+  other.rotate(kek);
+  EXPECT_EQ(service_->encrypt(kek, bytes_of("x"), context).kek_version, 1u) << "within the cache time";
+  envelope::ServiceSettings fresh;
+  fresh.versions_cache = std::chrono::milliseconds(0);
+  envelope::Service uncached(*store_, *keys_, fresh);
+  EXPECT_EQ(uncached.encrypt(kek, bytes_of("x"), context).kek_version, 2u);
+  other.disable_version(kek, 1);
+  EXPECT_THROW(uncached.decrypt(old, context), Error);
+  // This process's own changes are seen at once.
+  service_->rotate(kek);
+  EXPECT_EQ(service_->encrypt(kek, bytes_of("x"), context).kek_version, 3u);
+}
+
 TEST_F(EnvelopeTest, TheStoredCountIsNeverBelowTheEncryptionsDone) {
   std::string kek = unique("count");
   service_->create_kek(kek);

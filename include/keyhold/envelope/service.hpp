@@ -44,6 +44,11 @@ struct ServiceSettings {
   // real count, even after a crash; a larger batch costs fewer writes and
   // over-counts by at most the batch per process. The command line uses 1.
   std::uint64_t reservation_batch = 1;
+  // How long encrypt/decrypt may reuse a KEK's versions as read from the
+  // store, so that each operation does not query it: a rotation or a state
+  // change made by another process is seen within this time (this
+  // process's own changes at once).
+  std::chrono::milliseconds versions_cache{1000};
 };
 
 struct KekVersionInfo {
@@ -114,6 +119,18 @@ class Service {
                     const std::optional<std::string>& expected_kek = std::nullopt);
 
  private:
+  struct KekSnapshot {
+    store::KekRecord kek;
+    std::vector<store::KekVersionRecord> versions;  // ascending; not empty
+    std::chrono::steady_clock::time_point read_at;
+  };
+  // The KEK and its versions, from the cache when fresh. NotFound for an
+  // unknown name; nullptr for an unknown kek_id.
+  std::shared_ptr<const KekSnapshot> snapshot(const std::string& name);
+  std::shared_ptr<const KekSnapshot> snapshot_by_kek_id(std::span<const std::uint8_t> kek_id);
+  std::shared_ptr<const KekSnapshot> read_snapshot(const store::KekRecord& kek);
+  void forget_snapshots();
+  SecretBytes random_data_key(std::size_t bytes);
   struct Counter {
     std::uint64_t next = 0;   // the next encryption's number
     std::uint64_t limit = 0;  // reserved up to here (exclusive)
@@ -126,7 +143,7 @@ class Service {
   std::shared_ptr<const crypto::Kek> kek_of(const store::KekVersionRecord& version);
   // Counts one encryption by the version (reserving in the store as needed).
   void count_encryption(const store::KekRecord& kek, const store::KekVersionRecord& version);
-  Ciphertext encrypt_under_primary(const store::KekRecord& kek, std::span<const std::uint8_t> plaintext,
+  Ciphertext encrypt_under_primary(const KekSnapshot& kek, std::span<const std::uint8_t> plaintext,
                                    const Context& context);
   std::string due_reason(const store::KekRecord& kek, const store::KekVersionRecord& primary);
   KekInfo change_state(const std::string& name, std::uint32_t version, std::string_view state);
@@ -137,6 +154,9 @@ class Service {
   std::mutex mutex_;
   std::map<std::int64_t, std::shared_ptr<const crypto::Kek>> keks_;  // by version row id
   std::map<std::int64_t, Counter> counters_;                         // by version row id
+  std::mutex cache_mutex_;
+  std::map<std::string, std::shared_ptr<const KekSnapshot>> snapshots_;  // by KEK name
+  std::map<std::vector<std::uint8_t>, std::string> names_by_kek_id_;
 };
 
 // The token object name of a KEK version: "kek.NAME.vN".
