@@ -37,7 +37,7 @@ nlohmann::json key_json(const ssh::SshKeyDetails& d) {
                         {"created_at", v.created_at},
                         {"retired_at", v.retired_at ? nlohmann::json(*v.retired_at) : nullptr}});
   }
-  return {{"name", d.name}, {"versions", versions}, {"authorized_keys", d.authorized_keys}};
+  return {{"name", d.name}, {"versions", versions}, {"authorized_keys", d.authorized_keys}, {"warnings", d.warnings}};
 }
 
 void print_key(std::ostream& out, const ssh::SshKeyDetails& d, bool lines_only) {
@@ -103,7 +103,14 @@ int ca_key(Context& c) {
     if (pattern.empty() || pattern.find_first_of(" \t\r\n") != std::string::npos) {
       throw Error(ErrorCode::InvalidArgument, "--known-hosts takes one host pattern without spaces (e.g. *.example.org)");
     }
-    c.out() << "@cert-authority " << pattern << " " << ca.public_key_line << "\n";
+    std::string line = "@cert-authority " + pattern + " " + ca.public_key_line;
+    if (c.json()) {
+      nlohmann::json out = ca_json(ca);
+      out["known_hosts"] = line;
+      print_json(c, out);
+    } else {
+      c.out() << line << "\n";
+    }
   } else if (c.json()) {
     print_json(c, ca_json(ca));
   } else {
@@ -223,6 +230,12 @@ int certs(Context& c) {
   }
   if (vm.count("key-id")) filter.key_id = vm["key-id"].as<std::string>();
   std::vector<store::SshCertificateRecord> list = c.app().ssh_authority().certificates(vm["ca"].as<std::string>(), filter);
+  // The store keeps valid or revoked; expiry is judged against the clock, as --status expired does.
+  const auto now = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  auto status_of = [now](const store::SshCertificateRecord& r) {
+    return r.status == "valid" && r.valid_before <= now ? std::string("expired") : r.status;
+  };
   if (c.json()) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : list) {
@@ -234,7 +247,7 @@ int certs(Context& c) {
                      {"valid_before", time_text(r.valid_before)},
                      {"fingerprint", r.public_key_fingerprint},
                      {"profile", r.profile},
-                     {"status", r.status},
+                     {"status", status_of(r)},
                      {"revoked_at", r.revoked_at ? nlohmann::json(*r.revoked_at) : nullptr}});
     }
     print_json(c, out);
@@ -249,7 +262,7 @@ int certs(Context& c) {
   for (const auto& r : list) {
     std::string principals;
     for (const std::string& p : r.principals) principals += (principals.empty() ? "" : ",") + p;
-    c.out() << std::setw(22) << r.serial << std::setw(6) << r.type << std::setw(9) << r.status << std::setw(22)
+    c.out() << std::setw(22) << r.serial << std::setw(6) << r.type << std::setw(9) << status_of(r) << std::setw(22)
             << time_text(r.valid_before) << r.key_id << "  " << principals << "\n";
   }
   return kExitOk;
@@ -266,6 +279,7 @@ int revoke(Context& c) {
   }
   ssh::Authority& authority = c.app().ssh_authority();
   std::string what;
+  nlohmann::json result = {{"ca", ca}};
   if (vm.count("serial")) {
     std::string text = vm["serial"].as<std::string>();
     std::size_t used = 0;
@@ -280,18 +294,22 @@ int revoke(Context& c) {
     }
     store::SshCertificateRecord r = authority.revoke_serial(ca, serial);
     what = "certificate " + std::to_string(r.serial) + " ('" + r.key_id + "')";
+    result.update({{"kind", "serial"}, {"serial", std::to_string(r.serial)}, {"key_id", r.key_id}, {"certificates", 1}});
   } else if (vm.count("key-id")) {
     std::size_t n = authority.revoke_key_id(ca, vm["key-id"].as<std::string>());
+    result.update({{"kind", "key_id"}, {"key_id", vm["key-id"].as<std::string>()}, {"certificates", n}});
     what = "key id '" + vm["key-id"].as<std::string>() + "' (" + std::to_string(n) + " certificate" + (n == 1 ? "" : "s") +
            " so far, and any later)";
   } else {
     std::string key = read_input_file(vm["public-key"].as<std::string>(), kMaxPublicKeyBytes, "public key");
     std::size_t n = authority.revoke_key(ca, key);
+    result.update({{"kind", "key"}, {"public_key_file", vm["public-key"].as<std::string>()}, {"certificates", n}});
     what = "the public key in " + vm["public-key"].as<std::string>() + " (" + std::to_string(n) + " certificate" +
            (n == 1 ? "" : "s") + " with it)";
   }
   if (c.json()) {
-    print_json(c, {{"revoked", what}});
+    result["revoked"] = what;
+    print_json(c, result);
   } else {
     c.out() << "revoked " << what << "; it is in the next KRL (keyhold ssh krl --ca " << ca << " --out FILE)\n";
   }
@@ -379,8 +397,9 @@ std::vector<Command> ssh_commands() {
       {{"ssh", "ca-key"}, "ssh ca-key NAME [--known-hosts PATTERN]", "print the SSH CA's public key", ca_key},
       {{"ssh", "list-cas"}, "ssh list-cas", "list the SSH CAs", list_cas},
       {{"ssh", "sign"},
-       "ssh sign --ca CA --public-key FILE --type user|host --key-id ID --principals a,b [--profile P] [--validity 8h | "
-       "--valid-from T --valid-to T] [--option k=v] [--extension e] [--no-default-extensions] [--out FILE]",
+       "ssh sign --ca CA --public-key FILE --type user|host --key-id ID (--principals a,b | --principal P ...) [--profile P] "
+       "[--validity 8h | --valid-from T [--valid-to T] | --valid-to T] [--option k=v] [--extension e] [--no-default-extensions] "
+       "[--out FILE]",
        "sign an SSH certificate",
        sign},
       {{"ssh", "certs"}, "ssh certs --ca CA [--status S] [--key-id ID]", "list signed SSH certificates", certs},

@@ -282,6 +282,11 @@ TEST(SshLogin, AUserCertificateLogsInForItsPrincipalAndNothingElse) {
   std::string expired = signed_cert(old, {"--type", "user", "--key-id", "old", "--principals", login_user(), "--valid-from",
                                           rfc3339(ends - std::chrono::hours(1)), "--valid-to", rfc3339(ends)});
   std::this_thread::sleep_until(ends + std::chrono::seconds(1));
+  // keyhold lists it as expired (judged against the clock), and --status expired finds it.
+  nlohmann::json expired_list = keyhold_json({"ssh", "certs", "--ca", "users", "--key-id", "old"});
+  ASSERT_EQ(expired_list.size(), 1u);
+  EXPECT_EQ(expired_list[0]["status"], "expired");
+  EXPECT_EQ(keyhold_json({"ssh", "certs", "--ca", "users", "--status", "expired", "--key-id", "old"}).size(), 1u);
   EXPECT_FALSE(logged_in(sshd.login({"-i", old, "-o", "CertificateFile=" + expired})));
   std::string early = user_key("early");
   std::string future = signed_cert(early, {"--type", "user", "--key-id", "early", "--principals", login_user(), "--valid-from",
@@ -315,7 +320,10 @@ TEST(SshRevocation, TheKrlRevokesBySerialKeyIdAndKeyForSshKeygenAndSshd) {
   std::string serial = std::regex_replace(run_process({"ssh-keygen", "-L", "-f", serial_cert}).out,
                                           std::regex("(?:.|\\n)*Serial: ([0-9]+)(?:.|\\n)*"), "$1");
   ASSERT_EQ(keyhold({"ssh", "revoke", "--ca", "users", "--serial", serial}).exit_code, 0);
-  ASSERT_EQ(keyhold({"ssh", "revoke", "--ca", "users", "--key-id", "rev-id"}).exit_code, 0);
+  nlohmann::json by_id_json = keyhold_json({"ssh", "revoke", "--ca", "users", "--key-id", "rev-id"});
+  EXPECT_EQ(by_id_json["kind"], "key_id");
+  EXPECT_EQ(by_id_json["key_id"], "rev-id");
+  EXPECT_EQ(by_id_json["certificates"], 1);
   ASSERT_EQ(keyhold({"ssh", "revoke", "--ca", "users", "--public-key", by_key + ".pub"}).exit_code, 0);
   ProcessResult again = keyhold({"ssh", "revoke", "--ca", "users", "--serial", serial});
   EXPECT_EQ(again.exit_code, 1);
@@ -370,7 +378,10 @@ TEST(SshHost, AHostCertificateIsAcceptedWithOnlyACertAuthorityLine) {
   std::string cert = signed_cert(key, {"--type", "user", "--key-id", "host-check", "--principals", login_user()});
 
   std::string known = path_in_setup("known_hosts");
-  write_file(known, keyhold({"ssh", "ca-key", "hosts", "--known-hosts", "[127.0.0.1]:" + std::to_string(sshd.port())}).out);
+  std::string line = keyhold({"ssh", "ca-key", "hosts", "--known-hosts", "[127.0.0.1]:" + std::to_string(sshd.port())}).out;
+  write_file(known, line);
+  nlohmann::json as_json = keyhold_json({"ssh", "ca-key", "hosts", "--known-hosts", "[127.0.0.1]:" + std::to_string(sshd.port())});
+  EXPECT_EQ(as_json["known_hosts"].get<std::string>() + "\n", line);
   EXPECT_NE(read_file(known).rfind("@cert-authority [127.0.0.1]:", 0), std::string::npos);
   ProcessResult in = sshd.login({"-i", key, "-o", "CertificateFile=" + cert, "-o", "StrictHostKeyChecking=yes", "-o",
                                  "UserKnownHostsFile=" + known});
@@ -440,6 +451,9 @@ TEST(SshTokenKeys, SshWithThePkcs11ModuleLogsInWithAKeyholdKeyAndRotationRetires
 }
 
 TEST(SshKeygen, Ed25519IsMadeWithAWarningThatSsh92CannotUseItFromAToken) {
+  nlohmann::json made = keyhold_json({"ssh", "keygen", "modern-json", "--type", "ed25519"});
+  ASSERT_EQ(made["warnings"].size(), 1u);
+  EXPECT_NE(made["warnings"][0].get<std::string>().find("cannot use an Ed25519 key"), std::string::npos);
   ProcessResult r = keyhold({"ssh", "keygen", "modern", "--type", "ed25519"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("cannot use an Ed25519 key in a PKCS#11 token"), std::string::npos) << r.err;
