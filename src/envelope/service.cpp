@@ -142,11 +142,11 @@ store::KekVersionRecord Service::add_version(const store::KekRecord& kek, std::u
 
 KekInfo Service::create_kek(const std::string& name, std::chrono::seconds rotation_period,
                             std::uint64_t max_encryptions) {
-  validate_name("KEK", name);
   if (name.size() > kMaxKekNameLength) {
     throw Error(ErrorCode::InvalidArgument,
-                "KEK name '" + name + "' is longer than " + std::to_string(kMaxKekNameLength) + " characters");
+                "a KEK name has at most " + std::to_string(kMaxKekNameLength) + " characters (its keys are named kek.NAME.vN)");
   }
+  validate_name("KEK", name);
   if (rotation_period.count() < 0) throw Error(ErrorCode::InvalidArgument, "the rotation period cannot be negative");
   if (max_encryptions == 0 || max_encryptions > kEncryptionCeiling) {
     throw Error(ErrorCode::InvalidArgument, "max-encryptions must be between 1 and 2^32 (" +

@@ -22,6 +22,16 @@ store::KeyRecord KeyService::active_record(std::string_view name) {
 
 KeyDetails KeyService::create(std::string_view name, crypto::KeyType type,
                               std::optional<crypto::KeyPurpose> purpose) {
+  // The names keyhold gives the keys of its CAs, SSH keys and KEKs: a key of
+  // one's own under such a name would block that CA's, key's or KEK's next version.
+  validate_key_name(name);
+  for (std::string_view prefix : {"ca.", "ssh-ca.", "ssh.", "kek."}) {
+    if (name.substr(0, prefix.size()) == prefix) {
+      throw Error(ErrorCode::InvalidArgument, "key names starting with '" + std::string(prefix) +
+                                                  "' are kept for the keys keyhold makes for CAs, SSH keys and KEKs; "
+                                                  "choose another name");
+    }
+  }
   return create_with_use(name, type, purpose, std::nullopt);
 }
 

@@ -196,6 +196,9 @@ TEST(KeyCreate, BadInputGetsOneLineTheDocumentedStatusAndChangesNothing) {
       {{"key", "create", "k1", "--type", "ec-p256", "--purpose", "wrap"}, 2, "unknown purpose"},
       {{"key", "create", "k1", "--type", "ec-p256", "--colour", "red"}, 2, "colour"},
       {{"key", "create", "taken", "--type", "ed25519"}, 1, "exists already"},
+      {{"key", "create", "kek.payments.v2", "--type", "aes-256"}, 2, "kept for the keys keyhold makes"},
+      {{"key", "create", "ca.issuing.v3", "--type", "ec-p256"}, 2, "'ca.'"},
+      {{"key", "create", "ssh.deploy.v2", "--type", "ec-p256"}, 2, "'ssh.'"},
   };
   for (const Case& c : cases) {
     ProcessResult r = keyhold(c.args);
