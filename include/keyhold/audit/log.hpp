@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the audit log (issue 6).

@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the policy (issue 6).

@@ -1,0 +1,1 @@
+#include "keyhold/audit/log.hpp"

@@ -1,0 +1,1 @@
+#include "keyhold/authz/policy.hpp"
