@@ -1,0 +1,2 @@
+#pragma once
+// Placeholder: the HTTPS server (issue 6).

@@ -1,0 +1,1 @@
+#include "keyhold/http/server.hpp"
