@@ -75,6 +75,16 @@ std::shared_ptr<const crypto::Signer> Authority::signer_of(const store::SshCaRec
   return signers_.emplace(ca.id, std::move(signer)).first->second;
 }
 
+std::shared_ptr<const OpenSshPublicKey> Authority::ca_key_of(const store::SshCaRecord& ca) {
+  {
+    std::lock_guard lock(signers_mutex_);
+    if (auto it = ca_keys_.find(ca.id); it != ca_keys_.end()) return it->second;
+  }
+  auto key = std::make_shared<const OpenSshPublicKey>(parse_public_key_blob(ca.public_key_blob));
+  std::lock_guard lock(signers_mutex_);
+  return ca_keys_.emplace(ca.id, std::move(key)).first->second;
+}
+
 Authority::CaContext Authority::load(const std::string& name) {
   validate_name("SSH CA", name);
   std::optional<store::SshCaRecord> ca = store_.ssh_cas().find(name);
@@ -174,7 +184,7 @@ SignedCertificate Authority::sign(const SignInput& input) {
     fields.extensions = decision.extensions;
     std::vector<std::uint8_t> blob = sign_certificate(*signer, fields);
     // The token's signature is checked before anything is recorded or returned.
-    if (!verify_certificate_signature(parse_certificate(blob))) {
+    if (!verify_certificate_signature(parse_certificate(blob), *ca_key_of(ca.ca))) {
       throw Error(ErrorCode::Internal, "the token's signature on the new SSH certificate does not verify");
     }
 

@@ -374,7 +374,15 @@ ParsedCertificate parse_certificate_line(std::string_view line) {
 
 bool verify_certificate_signature(const ParsedCertificate& certificate) {
   try {
-    OpenSshPublicKey ca = parse_public_key_blob(certificate.ca_key_blob);
+    return verify_certificate_signature(certificate, parse_public_key_blob(certificate.ca_key_blob));
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+bool verify_certificate_signature(const ParsedCertificate& certificate, const OpenSshPublicKey& ca) {
+  try {
+    if (certificate.ca_key_blob != ca.blob) return false;
     EVP_PKEY* key = ca.key.evp();
     std::span<const std::uint8_t> message = certificate.signed_bytes;
     std::span<const std::uint8_t> signature = certificate.signature;

@@ -486,6 +486,13 @@ TEST(Certificate, SignParseVerifyRoundTripForEachCaType) {
     ParsedCertificate other_ca = parsed;
     other_ca.ca_key_blob = public_key_blob(signer(std::string(c.kind) == "ed25519" ? "p256" : "ed25519").public_key());
     EXPECT_FALSE(verify_certificate_signature(other_ca));
+    // With the CA key given already decoded: the same answers.
+    OpenSshPublicKey own = parse_public_key_blob(public_key_blob(ca.public_key()));
+    OpenSshPublicKey foreign = parse_public_key_blob(other_ca.ca_key_blob);
+    EXPECT_TRUE(verify_certificate_signature(parsed, own));
+    EXPECT_FALSE(verify_certificate_signature(parsed, foreign)) << "a key that is not the certificate's CA";
+    EXPECT_FALSE(verify_certificate_signature(bad_signature, own));
+    EXPECT_FALSE(verify_certificate_signature(tampered_parsed, own));
   }
 }
 

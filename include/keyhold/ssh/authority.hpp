@@ -20,6 +20,7 @@
 #include "keyhold/crypto/key_type.hpp"
 #include "keyhold/crypto/key_vault.hpp"
 #include "keyhold/ssh/profile.hpp"
+#include "keyhold/ssh/public_key.hpp"
 #include "keyhold/store/group_commit.hpp"
 #include "keyhold/store/store.hpp"
 
@@ -111,6 +112,8 @@ class Authority {
   store::GroupCommit commits_;
   std::mutex signers_mutex_;
   std::map<std::int64_t, std::shared_ptr<const crypto::Signer>> signers_;  // by CA id, checked once
+  std::map<std::int64_t, std::shared_ptr<const OpenSshPublicKey>> ca_keys_;  // by CA id, decoded once
+  std::shared_ptr<const OpenSshPublicKey> ca_key_of(const store::SshCaRecord& ca);
 };
 
 }  // namespace keyhold::ssh
