@@ -34,6 +34,12 @@ forbid '#include [<"](p11-kit/|keyhold/(hsm|service|app|pki|ssh)/)' "envelope kn
   src/envelope include/keyhold/envelope
 forbid '#include "keyhold/envelope/' "store, crypto, ssh and pki are below envelope" \
   src/store src/crypto src/ssh src/pki include/keyhold/store include/keyhold/crypto include/keyhold/ssh include/keyhold/pki
+forbid '#include [<"](p11-kit/|keyhold/(hsm|store|pki|ssh|envelope|service|app|http|authz)/)' \
+  "audit knows crypto and core only" src/audit include/keyhold/audit
+forbid '#include "keyhold/(hsm|crypto|store|pki|ssh|envelope|service|app|http|audit)/' "authz knows core only" \
+  src/authz include/keyhold/authz
+forbid '#include [<"](p11-kit/|keyhold/(hsm|crypto|store|pki|ssh|envelope|service|app|audit|authz)/)' \
+  "http is transport only: it knows core" src/http include/keyhold/http
 # Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
 forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
 [ $status -eq 0 ] && echo "dependency rule holds"
