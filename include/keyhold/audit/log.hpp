@@ -3,7 +3,7 @@
 // (allowed, denied or failed), chained by SHA-256, with checkpoints signed by
 // the audit key in the token; and its verifier (`keyhold audit verify`).
 //
-// File format (docs/formats.md, "audit log"). UTF-8, one record per line,
+// File format (this comment is its specification). UTF-8, one record per line,
 // each line ended by "\n". Keys are always all present, in this order, with
 // no whitespace anywhere outside strings:
 //
