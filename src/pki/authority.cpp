@@ -687,24 +687,23 @@ std::vector<std::string> Authority::chain(const std::string& name, std::optional
   return state_of(context.ca, find_version(context, version))->chain_pem;
 }
 
-IssuedCertificate Authority::issue(const IssueRequest& request) {
-  CaContext ca = load(request.ca, true);
-  if (X509_check_ca(ca.certificate()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
-  refuse_if_revoked(ca);
-  auto profile_it = settings_.profiles.find(request.profile);
-  if (profile_it == settings_.profiles.end()) {
-    std::string known;
-    for (const auto& [name, p] : settings_.profiles) known += (known.empty() ? "" : ", ") + name;
-    throw Error(ErrorCode::NotFound, "no profile named '" + request.profile + "' (configured: " +
-                                         (known.empty() ? "none" : known) + ")");
-  }
-  const Profile& profile = profile_it->second;
+namespace {
+
+// What a certificate for request would name and hold (subject, SANs, key),
+// from the CSR or the key to generate and the names given with the request.
+struct Requested {
+  IssuanceRequest checked;
+  std::optional<CertificateRequest> csr;
+};
+
+Requested requested_certificate(const IssueRequest& request) {
   if (request.csr.has_value() == request.generate_key.has_value()) {
     throw Error(ErrorCode::InvalidArgument, "give either a CSR (--csr FILE) or --generate-key --key-type T");
   }
 
-  IssuanceRequest checked;
-  std::optional<CertificateRequest> csr;
+  Requested result;
+  IssuanceRequest& checked = result.checked;
+  std::optional<CertificateRequest>& csr = result.csr;
   if (request.csr) {
     csr.emplace(parse_certificate_request(*request.csr));
     checked.key = csr->key;
@@ -740,6 +739,28 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       if (field == "CN" && looks_like_dns_name(value)) checked.sans.dns.push_back(value);
     }
   }
+  return result;
+}
+
+}  // namespace
+
+IssuanceRequest requested_names(const IssueRequest& request) { return requested_certificate(request).checked; }
+
+IssuedCertificate Authority::issue(const IssueRequest& request) {
+  CaContext ca = load(request.ca, true);
+  if (X509_check_ca(ca.certificate()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
+  refuse_if_revoked(ca);
+  auto profile_it = settings_.profiles.find(request.profile);
+  if (profile_it == settings_.profiles.end()) {
+    std::string known;
+    for (const auto& [name, p] : settings_.profiles) known += (known.empty() ? "" : ", ") + name;
+    throw Error(ErrorCode::NotFound, "no profile named '" + request.profile + "' (configured: " +
+                                         (known.empty() ? "none" : known) + ")");
+  }
+  const Profile& profile = profile_it->second;
+  Requested requested = requested_certificate(request);
+  IssuanceRequest checked = std::move(requested.checked);
+  std::optional<CertificateRequest> csr = std::move(requested.csr);
   checked.days = request.days;
   ProfileDecision decision = check_request(profile, checked);
   // URLs and usages were checked when the configuration was loaded (pki::validate_profile).

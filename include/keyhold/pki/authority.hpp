@@ -63,6 +63,12 @@ struct IssueRequest {
   std::string requester = "cli";
 };
 
+// What a certificate issued for request would name (subject, SANs) and its
+// key, as Authority::issue computes them before the profile is applied: for
+// a policy check before issuing. Throws what issue throws for a malformed
+// CSR or an unusable request.
+IssuanceRequest requested_names(const IssueRequest& request);
+
 struct IssuedCertificate {
   store::CertificateRecord record;
   std::string pem;
