@@ -52,135 +52,6 @@ void require_reason(std::string_view reason, std::string_view what) {
           std::string(what) + ": revocation reason " + in_quotes(reason) + " is not one of " + all);
 }
 
-// sans as a JSON array of strings (RFC 8259): the form the schema checks,
-// and one that a PostgreSQL store could keep as jsonb.
-std::string to_json(const std::vector<std::string>& values) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = "[";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out.push_back('"');
-    for (char ch : values[i]) {
-      auto c = static_cast<unsigned char>(ch);
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(ch);
-      } else if (c < 0x20) {
-        out += "\\u00";
-        out.push_back(kDigits[c >> 4]);
-        out.push_back(kDigits[c & 0x0f]);
-      } else {
-        out.push_back(ch);
-      }
-    }
-    out.push_back('"');
-  }
-  out.push_back(']');
-  return out;
-}
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | cp >> 6));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | cp >> 12));
-    out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out.push_back(static_cast<char>(0xf0 | cp >> 18));
-    out.push_back(static_cast<char>(0x80 | (cp >> 12 & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp >> 6 & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
-
-// A JSON array of strings back into strings; nullopt when text is anything
-// else. Reads any valid JSON spelling (escapes, white space), not only ours:
-// other writers of the database may spell it differently.
-std::optional<std::vector<std::string>> strings_from_json(std::string_view text) {
-  std::size_t i = 0;
-  auto skip_ws = [&] {
-    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
-  };
-  auto hex4 = [&](std::uint32_t& v) {
-    if (text.size() - i < 4) return false;
-    v = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = text[i++];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-      if (d < 0) return false;
-      v = v << 4 | static_cast<std::uint32_t>(d);
-    }
-    return true;
-  };
-  auto string = [&](std::string& out) {
-    if (i >= text.size() || text[i] != '"') return false;
-    ++i;
-    while (i < text.size()) {
-      auto c = static_cast<unsigned char>(text[i++]);
-      if (c == '"') return true;
-      if (c < 0x20) return false;
-      if (c != '\\') {
-        out.push_back(static_cast<char>(c));
-        continue;
-      }
-      if (i >= text.size()) return false;
-      switch (text[i++]) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xdc00 && cp <= 0xdfff) return false;  // a lone low surrogate
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            std::uint32_t low = 0;
-            if (text.substr(i, 2) != "\\u") return false;
-            i += 2;
-            if (!hex4(low) || low < 0xdc00 || low > 0xdfff) return false;
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default: return false;
-      }
-    }
-    return false;
-  };
-
-  std::vector<std::string> out;
-  skip_ws();
-  if (i >= text.size() || text[i] != '[') return std::nullopt;
-  ++i;
-  skip_ws();
-  if (i < text.size() && text[i] == ']') {
-    ++i;
-  } else {
-    for (;;) {
-      std::string value;
-      if (!string(value)) return std::nullopt;
-      out.push_back(std::move(value));
-      skip_ws();
-      if (i >= text.size()) return std::nullopt;
-      char c = text[i++];
-      if (c == ']') break;
-      if (c != ',') return std::nullopt;
-      skip_ws();
-    }
-  }
-  skip_ws();
-  if (i != text.size()) return std::nullopt;
-  return out;
-}
 
 // ---- cas and ca_versions ----
 
@@ -438,7 +309,7 @@ CertificateRecord read_certificate(const Query& q, bool with_der) {
   r.serial = q.text(1);
   r.ca_version_id = q.integer(2);
   r.subject = q.text(3);
-  std::optional<std::vector<std::string>> sans = strings_from_json(q.text(4));
+  std::optional<std::vector<std::string>> sans = from_json_array(q.text(4));
   if (!sans) {
     throw Error(ErrorCode::Internal, "store: certificate " + r.serial + " has sans that are not a JSON array of strings");
   }
@@ -503,7 +374,7 @@ class SqliteCertificateRepository final : public CertificateRepository {
     static constexpr std::string_view kOp = "insert certificate";
     std::string created_at = record.created_at.empty() ? now_utc() : record.created_at;
     validate(record, created_at);
-    std::string sans = to_json(record.sans);
+    std::string sans = to_json_array(record.sans);
 
     auto lock = db_.lock_for(kOp);
     Query q(db_, insert_.get(), kOp);
