@@ -1,5 +1,6 @@
 #include "keyhold/app/config.hpp"
 
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "keyhold/core/duration.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/core/names.hpp"
 #include "keyhold/hsm/uri.hpp"
 #include "keyhold/pki/profile.hpp"
 #include "keyhold/ssh/profile.hpp"
@@ -718,6 +720,200 @@ std::shared_ptr<Table> ssh_profile_schema() {
   return profile;
 }
 
+// ---- [server] ----------------------------------------------------------------
+
+constexpr std::int64_t kMaxCheckpointRecords = 1000000;
+constexpr std::int64_t kMaxCheckpointSeconds = 86400;
+constexpr std::int64_t kMinBodyLimit = 1024;
+constexpr std::int64_t kMaxBodyLimit = 64 * 1024 * 1024;
+constexpr std::int64_t kMaxConnectionsLimit = 1000000;
+constexpr std::int64_t kMaxThreads = 1024;
+constexpr std::int64_t kMaxRate = 1000000;
+constexpr std::int64_t kMaxBurst = 10000000;
+
+// [server] itself: present, so `keyhold serve` has settings (defaults until its keys are read).
+void read_server(const Entry&, const Source&, Config& config) { config.server.emplace(); }
+
+ListenAddress listen_address_of(const Entry& entry, const Source& source) {
+  try {
+    return parse_listen_address(text_of(entry, source));
+  } catch (const Error& error) {
+    source.fail(entry.line, "'" + entry.name + "': " + error.what());
+  }
+}
+
+void read_listen(const Entry& entry, const Source& source, Config& config) {
+  listen_address_of(entry, source);
+  config.server->listen = text_of(entry, source);
+}
+
+void read_plain_listen(const Entry& entry, const Source& source, Config& config) {
+  listen_address_of(entry, source);
+  config.server->plain_listen = text_of(entry, source);
+}
+
+void read_tls12(const Entry& entry, const Source&, Config& config) {
+  config.server->tls12 = entry.node.as_boolean()->get();
+}
+
+// A CA or key name, by the rules of every keyhold name.
+std::string name_of(const Entry& entry, const Source& source, std::string_view what) {
+  std::string text = text_of(entry, source);
+  try {
+    validate_name(what, text);
+  } catch (const Error& error) {
+    source.fail(entry.line, "'" + entry.name + "': " + error.what());
+  }
+  return text;
+}
+
+void read_server_ca(const Entry& entry, const Source& source, Config& config) {
+  config.server->ca = name_of(entry, source, "CA");
+}
+
+void read_server_key(const Entry& entry, const Source& source, Config& config) {
+  config.server->key = name_of(entry, source, "key");
+}
+
+void read_audit_key(const Entry& entry, const Source& source, Config& config) {
+  config.server->audit_key = name_of(entry, source, "key");
+}
+
+template <fs::path ServiceSettings::*kMember>
+void read_server_path(const Entry& entry, const Source& source, Config& config) {
+  (*config.server).*kMember = source.resolve(non_empty_text_of(entry, source));
+}
+
+// An array of file names, each resolved; none empty, none twice.
+template <std::vector<fs::path> ServiceSettings::*kMember, bool kNonEmpty>
+void read_server_paths(const Entry& entry, const Source& source, Config& config) {
+  std::vector<fs::path> paths;
+  for (auto& [text, line] : strings_of(entry, source)) {
+    if (text.empty()) source.fail(line, "'" + entry.name + "' must not hold an empty file name");
+    fs::path path = source.resolve(text);
+    if (std::find(paths.begin(), paths.end(), path) != paths.end()) {
+      source.fail(line, "'" + entry.name + "': '" + text + "' is listed twice");
+    }
+    paths.push_back(std::move(path));
+  }
+  if (kNonEmpty && paths.empty()) {
+    source.fail(entry.line, "'" + entry.name + "' must not be empty: name at least one CA certificate file (PEM)");
+  }
+  (*config.server).*kMember = std::move(paths);
+}
+
+std::int64_t integer_of(const Entry& entry, const Source& source, std::int64_t low, std::int64_t high,
+                        std::string_view zero_means = {}) {
+  std::int64_t value = entry.node.as_integer()->get();
+  if (value < low || value > high) {
+    std::string range = "between " + std::to_string(low) + " and " + std::to_string(high);
+    if (!zero_means.empty()) range += " (0: " + std::string(zero_means) + ")";
+    source.fail(entry.line, "'" + entry.name + "' must be " + range + ", not " + std::to_string(value));
+  }
+  return value;
+}
+
+void read_checkpoint_records(const Entry& entry, const Source& source, Config& config) {
+  config.server->audit_checkpoint_records =
+      static_cast<std::uint64_t>(integer_of(entry, source, 0, kMaxCheckpointRecords, "no checkpoint by count"));
+}
+
+void read_checkpoint_seconds(const Entry& entry, const Source& source, Config& config) {
+  config.server->audit_checkpoint_seconds =
+      std::chrono::seconds(integer_of(entry, source, 0, kMaxCheckpointSeconds, "no checkpoint by time"));
+}
+
+void read_body_limit(const Entry& entry, const Source& source, Config& config) {
+  config.server->body_limit = static_cast<std::size_t>(integer_of(entry, source, kMinBodyLimit, kMaxBodyLimit));
+}
+
+void read_header_timeout(const Entry& entry, const Source& source, Config& config) {
+  config.server->header_timeout =
+      duration_of(entry, source, std::chrono::seconds(1), std::chrono::seconds(600), "1s and 10m");
+}
+
+void read_idle_timeout(const Entry& entry, const Source& source, Config& config) {
+  config.server->idle_timeout =
+      duration_of(entry, source, std::chrono::seconds(1), std::chrono::seconds(3600), "1s and 1h");
+}
+
+void read_max_connections(const Entry& entry, const Source& source, Config& config) {
+  config.server->max_connections = static_cast<std::size_t>(integer_of(entry, source, 1, kMaxConnectionsLimit));
+}
+
+void read_threads(const Entry& entry, const Source& source, Config& config) {
+  config.server->threads = static_cast<std::size_t>(integer_of(entry, source, 0, kMaxThreads, "one per CPU core"));
+}
+
+void read_rate(const Entry& entry, const Source& source, Config& config) {
+  config.server->rate_limit_per_second = static_cast<std::uint64_t>(integer_of(entry, source, 0, kMaxRate, "no limit"));
+}
+
+void read_burst(const Entry& entry, const Source& source, Config& config) {
+  config.server->rate_limit_burst = static_cast<std::uint64_t>(integer_of(entry, source, 1, kMaxBurst));
+}
+
+// Checks across the keys of [server], once they are all read.
+void finish_server(const Entry& entry, const Source& source, Config& config) {
+  const ServiceSettings& server = *config.server;
+  const toml::table& table = *entry.node.as_table();
+  auto line_of_key = [&](std::string_view key) {
+    const toml::node* node = table.get(key);
+    std::size_t line = node != nullptr ? node->source().begin.line : 0;
+    return line != 0 ? line : entry.line;
+  };
+  if (server.audit_checkpoint_records == 0 && server.audit_checkpoint_seconds.count() == 0) {
+    source.fail(line_of_key(table.contains("audit_checkpoint_seconds") ? "audit_checkpoint_seconds"
+                                                                        : "audit_checkpoint_records"),
+                "'" + entry.name + ".audit_checkpoint_records' and '" + entry.name +
+                    ".audit_checkpoint_seconds' are both 0: the audit log would never be signed; set at least one");
+  }
+  if (server.plain_listen) {
+    ListenAddress tls = parse_listen_address(server.listen);
+    ListenAddress plain = parse_listen_address(*server.plain_listen);
+    if (tls.port != 0 && tls.port == plain.port && normalised_key(tls.host) == normalised_key(plain.host)) {
+      source.fail(line_of_key("plain_listen"), "'" + entry.name + ".plain_listen' (" + *server.plain_listen +
+                                                   ") is the address of listen: give the plain-HTTP listener its "
+                                                   "own port");
+    }
+  }
+}
+
+std::shared_ptr<Table> server_schema() {
+  constexpr auto kString = toml::node_type::string;
+  constexpr auto kInteger = toml::node_type::integer;
+  constexpr auto kList = toml::node_type::array;
+  auto server = std::make_shared<Table>();
+  server->fields = {
+      {"listen", kString, false, read_listen, nullptr},
+      {"plain_listen", kString, false, read_plain_listen, nullptr},
+      {"tls12", toml::node_type::boolean, false, read_tls12, nullptr},
+      {"ca", kString, false, read_server_ca, nullptr},
+      {"certificate_file", kString, true, read_server_path<&ServiceSettings::certificate_file>, nullptr},
+      {"key", kString, true, read_server_key, nullptr},
+      {"client_ca_files", kList, true, read_server_paths<&ServiceSettings::client_ca_files, true>, nullptr},
+      {"crl_files", kList, false, read_server_paths<&ServiceSettings::crl_files, false>, nullptr},
+      {"policy_file", kString, true, read_server_path<&ServiceSettings::policy_file>, nullptr},
+      {"audit_log", kString, true, read_server_path<&ServiceSettings::audit_log>, nullptr},
+      {"audit_key", kString, true, read_audit_key, nullptr},
+      {"audit_checkpoint_records", kInteger, false, read_checkpoint_records, nullptr},
+      {"audit_checkpoint_seconds", kInteger, false, read_checkpoint_seconds, nullptr},
+      {"body_limit", kInteger, false, read_body_limit, nullptr},
+      {"header_timeout", kString, false, read_header_timeout, nullptr},
+      {"idle_timeout", kString, false, read_idle_timeout, nullptr},
+      {"max_connections", kInteger, false, read_max_connections, nullptr},
+      {"threads", kInteger, false, read_threads, nullptr},
+      {"rate_limit_per_second", kInteger, false, read_rate, nullptr},
+      {"rate_limit_burst", kInteger, false, read_burst, nullptr},
+  };
+  // The server's private key is in the token; a key file is what it must not have.
+  server->refusals = {{{"key_file", "private_key", "private_key_file", "tls_key", "tls_key_file"},
+                       "the server's private key stays in the token: name the token key with 'key' (a keyhold "
+                       "key name), not a key file"}};
+  server->finish = finish_server;
+  return server;
+}
+
 Table config_schema(const Source& source) {
   auto environment = std::make_shared<Table>();
   environment->other_type = toml::node_type::string;
@@ -765,6 +961,7 @@ Table config_schema(const Source& source) {
       {"pki", toml::node_type::table, false, nullptr, pki},
       {"profiles", toml::node_type::table, false, nullptr, profiles},
       {"ssh_profiles", toml::node_type::table, false, nullptr, ssh_profiles},
+      {"server", toml::node_type::table, false, read_server, server_schema()},
   };
   return root;
 }
@@ -816,6 +1013,71 @@ bool exists_quietly(const fs::path& path) {
 }
 
 }  // namespace
+
+namespace {
+
+bool is_host_name(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  std::size_t start = 0;
+  while (start <= host.size()) {
+    std::size_t end = host.find('.', start);
+    if (end == std::string_view::npos) end = host.size();
+    std::string_view label = host.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+ListenAddress parse_listen_address(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorCode::InvalidArgument,
+                 one_line("listen address '" + std::string(text) + "' is not HOST:PORT or [IPv6]:PORT: " + why));
+  };
+  if (text.empty()) throw bad("it is empty");
+  ListenAddress address;
+  std::string_view port;
+  if (text.front() == '[') {
+    std::size_t close = text.find(']');
+    if (close == std::string_view::npos) throw bad("no ']' after the IPv6 address");
+    if (close + 1 >= text.size() || text[close + 1] != ':') throw bad("no ':PORT' after ']'");
+    address.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+    in6_addr ip6{};
+    if (::inet_pton(AF_INET6, address.host.c_str(), &ip6) != 1) {
+      throw bad("'" + address.host + "' is not an IPv6 address");
+    }
+  } else {
+    std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) throw bad("no port");
+    address.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (address.host.find(':') != std::string::npos) throw bad("an IPv6 address needs brackets, as in [::1]:8443");
+    if (address.host.empty()) throw bad("no host (0.0.0.0 or [::] listens on every interface)");
+    bool numeric = std::all_of(address.host.begin(), address.host.end(),
+                               [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+    in_addr ip4{};
+    if (numeric && ::inet_pton(AF_INET, address.host.c_str(), &ip4) != 1) {
+      throw bad("'" + address.host + "' is not an IPv4 address");
+    }
+    if (!numeric && !is_host_name(address.host)) {
+      throw bad("'" + address.host + "' is neither an IP address nor a host name");
+    }
+  }
+  if (port.empty()) throw bad("no port");
+  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    throw bad("the port '" + std::string(port) + "' is not a number from 0 to 65535");
+  }
+  unsigned long value = std::stoul(std::string(port));
+  if (value > 65535) throw bad("the port " + std::to_string(value) + " is over 65535");
+  address.port = static_cast<std::uint16_t>(value);
+  return address;
+}
 
 fs::path find_config(const std::optional<fs::path>& flag, const fs::path& system_file) {
   if (flag) return chosen(*flag, "--config names");
@@ -912,6 +1174,26 @@ std::string dev_profiles_toml() {
                          "\n"
                          "critical_options = [\"force-command\", \"source-address\", \"verify-required\"]\n") +
          "\n" + ssh_profile("host", "30d", "365d", "");
+}
+
+
+std::string dev_server_toml() {
+  return "\n"
+         "# The service (keyhold serve), for DEVELOPMENT ONLY: its TLS key and the audit\n"
+         "# key are in the token; ca.pem is the CA to trust, admin.pem and admin-key.pem\n"
+         "# are a client certificate and key for the identity \"admin\", which\n"
+         "# policy.toml allows everything.\n"
+         "[server]\n"
+         "listen = \"127.0.0.1:8443\"\n"
+         "ca = \"dev\"\n"
+         "certificate_file = \"server.pem\"\n"
+         "key = \"server-tls\"\n"
+         "client_ca_files = [\"ca.pem\"]\n"
+         "policy_file = \"policy.toml\"\n"
+         "audit_log = \"audit.log\"\n"
+         "audit_key = \"audit\"\n"
+         "audit_checkpoint_records = 1000\n"
+         "audit_checkpoint_seconds = 60\n";
 }
 
 }  // namespace keyhold::app

@@ -1,20 +1,34 @@
 // The keyhold command end to end: a dev set-up made by `keyhold init --dev`
 // (its own throwaway SoftHSM token), real peers (openssl, ssh-keygen,
 // pkcs11-tool, sqlite3) checking what keyhold prints, and every bad input
-// of the foundation issue with its exit status.
+// of the foundation issue with its exit status. The audit tests also open
+// the set-up's token in this process, as keyhold does, to write an audit log
+// signed by its audit key.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
+#include <tuple>
 
+#include "keyhold/app/config.hpp"
+#include "keyhold/audit/log.hpp"
+#include "keyhold/authz/policy.hpp"
+#include "keyhold/crypto/token_key_ring.hpp"
+#include "keyhold/hsm/module.hpp"
+#include "keyhold/hsm/pin.hpp"
+#include "keyhold/hsm/token.hpp"
+#include "keyhold/hsm/uri.hpp"
 #include "support/dev_setup.hpp"
 #include "support/process.hpp"
 #include "support/token_fixture.hpp"
@@ -43,7 +57,8 @@ int count_keys() {
 
 TEST(InitDev, MakesATokenConfigStoreAndAPrivatePinFile) {
   DevSetup& s = DevSetup::get();
-  for (const char* file : {"keyhold.toml", "keyhold.db", "pin", "softhsm2.conf"}) {
+  for (const char* file : {"keyhold.toml", "keyhold.db", "pin", "softhsm2.conf", "ca.pem", "server.pem", "admin.pem",
+                           "admin-key.pem", "policy.toml", "audit.log"}) {
     ASSERT_TRUE(fs::exists(s.dir / file)) << file;
   }
   struct stat st {};
@@ -572,6 +587,352 @@ TEST(Secrets, NoPinInLogsOutputOrTheStore) {
   ASSERT_EQ(schema.exit_code, 0) << schema.err;
   EXPECT_NE(schema.out.find("CREATE TABLE keys"), std::string::npos) << schema.out;
   EXPECT_EQ(schema.out.find("value"), std::string::npos) << schema.out;
+}
+
+// ---- init --dev: what keyhold serve needs ---------------------------------------
+
+// Lines of a text, without their "\n".
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+std::string joined_lines(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const std::string& line : lines) text += line + "\n";
+  return text;
+}
+
+unsigned mode_of(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 0777;
+}
+
+TEST(InitDev, MakesWhatTheServiceNeedsAndKeepsEveryServiceKeyInTheToken) {
+  // A set-up of its own: other tests add keys and files to the shared one.
+  fs::path dir = DevSetup::get().dir.parent_path() / "service";
+  ProcessResult init = run_process({testing::keyhold_binary(), "--json", "init", "--dev", "--dir", dir.string()});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  EXPECT_EQ(init.err, "");  // no development-profile warnings: init issues under exact profiles
+  nlohmann::json made = nlohmann::json::parse(init.out);
+  const std::string ca = (dir / "ca.pem").string(), server = (dir / "server.pem").string(),
+                    admin = (dir / "admin.pem").string(), admin_key = (dir / "admin-key.pem").string();
+  EXPECT_EQ(made["ca"], "dev");
+  EXPECT_EQ(made["ca_certificate"], ca);
+  EXPECT_EQ(made["server_certificate"], server);
+  EXPECT_EQ(made["server_key"], "server-tls");
+  EXPECT_EQ(made["admin_certificate"], admin);
+  EXPECT_EQ(made["admin_key_file"], admin_key);
+  EXPECT_EQ(made["policy_file"], (dir / "policy.toml").string());
+  EXPECT_EQ(made["audit_log"], (dir / "audit.log").string());
+  EXPECT_EQ(made["audit_key"], "audit");
+
+  // ca.pem verifies both certificates, each for its own purpose only.
+  for (const auto& [file, purpose, other] :
+       {std::tuple{server, "sslserver", "sslclient"}, std::tuple{admin, "sslclient", "sslserver"}}) {
+    ProcessResult ok = run_process({"openssl", "verify", "-x509_strict", "-CAfile", ca, "-purpose", purpose, file});
+    EXPECT_EQ(ok.exit_code, 0) << file << ": " << ok.out << ok.err;
+    EXPECT_EQ(ok.out, file + ": OK\n");
+    EXPECT_NE(run_process({"openssl", "verify", "-CAfile", ca, "-purpose", other, file}).exit_code, 0) << file;
+  }
+  // The chains: leaf, then the dev CA.
+  const std::string ca_pem = read_file(ca);
+  for (const std::string& file : {server, admin}) {
+    std::string pem = read_file(file);
+    EXPECT_TRUE(pem.size() > ca_pem.size() && pem.ends_with(ca_pem)) << file << " does not end with ca.pem";
+    std::string::size_type certificates = 0;
+    for (std::size_t at = pem.find("-----BEGIN CERTIFICATE-----"); at != std::string::npos;
+         at = pem.find("-----BEGIN CERTIFICATE-----", at + 1)) {
+      ++certificates;
+    }
+    EXPECT_EQ(certificates, 2u) << file;
+  }
+  ProcessResult ca_text = run_process({"openssl", "x509", "-in", ca, "-noout", "-subject", "-ext", "basicConstraints"});
+  EXPECT_NE(ca_text.out.find("CA:TRUE"), std::string::npos) << ca_text.out;
+
+  ProcessResult names = run_process({"openssl", "x509", "-in", server, "-noout", "-subject", "-ext", "subjectAltName"});
+  ASSERT_EQ(names.exit_code, 0) << names.err;
+  EXPECT_NE(names.out.find("subject=CN = localhost"), std::string::npos) << names.out;
+  EXPECT_NE(names.out.find("DNS:localhost, IP Address:127.0.0.1\n"), std::string::npos) << names.out;
+  // The admin's identity is its CN: no URI SAN, which would take its place.
+  names = run_process({"openssl", "x509", "-in", admin, "-noout", "-subject", "-ext", "subjectAltName"});
+  ASSERT_EQ(names.exit_code, 0) << names.err;
+  EXPECT_NE(names.out.find("subject=CN = admin\n"), std::string::npos) << names.out;
+  EXPECT_EQ(names.out.find("URI:"), std::string::npos) << names.out;
+
+  // The admin key: a file, mode 0600, the key of admin.pem.
+  EXPECT_EQ(mode_of(admin_key), 0600u);
+  ProcessResult certificate_key = run_process({"openssl", "x509", "-in", admin, "-noout", "-pubkey"});
+  ProcessResult file_key = run_process({"openssl", "pkey", "-in", admin_key, "-pubout"});
+  ASSERT_EQ(file_key.exit_code, 0) << file_key.err;
+  EXPECT_EQ(certificate_key.out, file_key.out);
+  EXPECT_NE(certificate_key.out.find("-----BEGIN PUBLIC KEY-----"), std::string::npos);
+
+  // The server's key and the audit key are in the token, in use; the server
+  // certificate names the token key.
+  testing::ProcessOptions in_dir;
+  in_dir.env["KEYHOLD_CONFIG"] = (dir / "keyhold.toml").string();
+  in_dir.env["KEYHOLD_PIN"] = std::nullopt;
+  ProcessResult token_key = run_process({testing::keyhold_binary(), "key", "public", "server-tls"}, in_dir);
+  ASSERT_EQ(token_key.exit_code, 0) << token_key.err;
+  EXPECT_EQ(token_key.out, run_process({"openssl", "x509", "-in", server, "-noout", "-pubkey"}).out);
+  ProcessResult list = run_process({testing::keyhold_binary(), "--json", "key", "list", "--all"}, in_dir);
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::map<std::string, std::string> used_by;
+  const nlohmann::json keys = nlohmann::json::parse(list.out);
+  for (const auto& key : keys["keys"]) {
+    used_by[key["name"]] = key["used_by"].is_null() ? "" : std::string(key["used_by"]);
+    EXPECT_EQ(key["type"], "ec-p256") << key.dump();
+  }
+  EXPECT_EQ(used_by.size(), 3u) << list.out;
+  EXPECT_EQ(used_by["audit"], "audit-log");
+  EXPECT_EQ(used_by["ca.dev.v1"], "ca:dev:v1");
+  EXPECT_EQ(used_by["server-tls"].rfind("certificate:", 0), 0u) << used_by["server-tls"];
+  ProcessResult destroy = run_process({testing::keyhold_binary(), "key", "destroy", "server-tls", "--yes"}, in_dir);
+  EXPECT_EQ(destroy.exit_code, 5) << destroy.err;
+
+  // No private key in a file but the admin's (development only, by design).
+  std::vector<std::string> private_keys;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    if (read_file(entry.path().string()).find("PRIVATE KEY-----") != std::string::npos) {
+      private_keys.push_back(entry.path().filename().string());
+    }
+  }
+  EXPECT_EQ(private_keys, std::vector<std::string>{"admin-key.pem"});
+
+  // The dev policy, as authz makes it: admin may do everything, nobody else anything.
+  EXPECT_EQ(read_file((dir / "policy.toml").string()), authz::dev_policy_toml());
+  authz::Policy policy = authz::Policy::load(dir / "policy.toml");
+  authz::Request request;
+  request.identity = "admin";
+  request.operation = "kek.decrypt";
+  request.resource = "kek:payments";
+  EXPECT_TRUE(policy.check(request).allowed);
+  request.identity = "someone-else";
+  EXPECT_FALSE(policy.check(request).allowed);
+
+  // An empty audit log, private.
+  EXPECT_EQ(fs::file_size(dir / "audit.log"), 0u);
+  EXPECT_EQ(mode_of(dir / "audit.log"), 0600u);
+
+  // keyhold.toml's [server] names all of it.
+  app::Config config = app::load_config(dir / "keyhold.toml");
+  ASSERT_TRUE(config.server.has_value());
+  EXPECT_EQ(config.server->listen, "127.0.0.1:8443");
+  EXPECT_EQ(config.server->ca, "dev");
+  EXPECT_EQ(config.server->certificate_file, dir / "server.pem");
+  EXPECT_EQ(config.server->key, "server-tls");
+  EXPECT_EQ(config.server->client_ca_files, std::vector<fs::path>{dir / "ca.pem"});
+  EXPECT_EQ(config.server->policy_file, dir / "policy.toml");
+  EXPECT_EQ(config.server->audit_log, dir / "audit.log");
+  EXPECT_EQ(config.server->audit_key, "audit");
+
+  ProcessResult verify = run_process({testing::keyhold_binary(), "audit", "verify"}, in_dir);
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_EQ(verify.out, "audit log " + (dir / "audit.log").string() + ": 0 records, 0 checkpoints, ok\n");
+}
+
+TEST(InitDev, AFailureLeavesAnEmptyDirectoryEmpty) {
+  // The module cannot be loaded: init fails after its first files are
+  // written, and removes them from the directory it did not make.
+  fs::path dir = DevSetup::get().dir.parent_path() / "failing";
+  fs::create_directories(dir);
+  ProcessResult r = run_process({testing::keyhold_binary(), "init", "--dev", "--dir", dir.string(), "--module",
+                                 (dir / "no-such-module.so").string()});
+  EXPECT_NE(r.exit_code, 0);
+  expect_one_error_line(r);
+  EXPECT_TRUE(fs::is_empty(dir)) << "left behind: " << fs::directory_iterator(dir)->path();
+}
+
+// ---- audit verify ------------------------------------------------------------
+
+// Writes `events` records to the set-up's audit log, with a checkpoint after
+// every third, signed by the set-up's token key "audit" (opened in this
+// process as keyhold opens it); returns the log's stats.
+audit::LogStats write_audit_log(const fs::path& path, int events) {
+  DevSetup& s = DevSetup::get();
+  std::shared_ptr<hsm::Module> module;
+  std::shared_ptr<hsm::Token> token;
+  {
+    // As keyhold does: load and log in while holding the set-up's lock.
+    int lock = ::open((s.dir / ".keyhold-token.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    EXPECT_GE(lock, 0);
+    ::flock(lock, LOCK_EX);
+    // SoftHSM reads its configuration when the module is initialised; the
+    // keyhold processes of the other tests must not inherit it.
+    const char* before = std::getenv("SOFTHSM2_CONF");
+    std::optional<std::string> saved = before != nullptr ? std::optional<std::string>(before) : std::nullopt;
+    ::setenv("SOFTHSM2_CONF", (s.dir / "softhsm2.conf").c_str(), 1);
+    module = hsm::Module::load(testing::ThrowawayToken::module_path());
+    if (saved) {
+      ::setenv("SOFTHSM2_CONF", saved->c_str(), 1);
+    } else {
+      ::unsetenv("SOFTHSM2_CONF");
+    }
+    token = hsm::Token::open(module, hsm::Uri::parse("pkcs11:token=keyhold-dev"), hsm::pin_from_file(s.dir / "pin"));
+    ::close(lock);
+  }
+  audit::LogStats stats;
+  {
+    std::unique_ptr<crypto::KeyRing> ring = crypto::make_token_key_ring(token);
+    std::vector<crypto::TokenKey> keys = ring->find_by_label("audit");
+    EXPECT_EQ(keys.size(), 1u);
+    if (keys.size() == 1) {
+      audit::LogSettings settings;
+      settings.path = path;
+      settings.checkpoint_every_records = 3;
+      settings.checkpoint_every = std::chrono::seconds(0);
+      audit::Log log(settings, ring->signer(keys[0].id));
+      for (int i = 1; i <= events; ++i) {
+        audit::Event event;
+        event.request_id = "r" + std::to_string(i);
+        event.identity = "admin";
+        event.client_address = "127.0.0.1:5000" + std::to_string(i % 10);
+        event.operation = "kek.encrypt";
+        event.resource = "kek:payments";
+        event.outcome = i % 4 == 0 ? "denied" : "allowed";
+        event.error_code = i % 4 == 0 ? "PermissionDenied" : "";
+        event.latency = std::chrono::microseconds(100 * i);
+        event.context = {{"app", "billing-" + std::to_string(i)}};
+        log.append(event);
+      }
+      stats = log.stats();
+    }
+  }
+  token.reset();
+  module->finalize();
+  return stats;
+}
+
+TEST(AuditVerify, ChecksTheChainAndTheCheckpointsAndNamesTheFirstBadLine) {
+  const fs::path log = DevSetup::get().dir / "audit.log";  // the configured one
+  audit::LogStats stats = write_audit_log(log, 10);
+  // e e e C e e e C e e e C e: 13 records, the last one after the last checkpoint.
+  ASSERT_EQ(stats.records, 13u);
+  ASSERT_EQ(stats.checkpoints, 3u);
+  ASSERT_EQ(stats.unsigned_records, 1u);
+
+  ProcessResult ok = keyhold({"audit", "verify"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "audit log " + log.string() +
+                        ": 13 records, 3 checkpoints, ok (1 record after the last checkpoint is protected by the "
+                        "chain only)\n");
+  EXPECT_EQ(ok.err, "");
+  nlohmann::json result = keyhold_json({"audit", "verify", "--log", log.string()});
+  EXPECT_EQ(result, nlohmann::json::parse(R"({"log": ")" + log.string() + R"(", "key": "audit", "ok": true,
+      "records": 13, "checkpoints": 3, "last_checkpoint_seq": 12, "unsigned_tail": 1, "first_bad_line": null,
+      "problem": null})"));
+
+  const std::vector<std::string> lines = lines_of(read_file(log.string()));
+  ASSERT_EQ(lines.size(), 13u);
+  ASSERT_NE(lines[3].find("\"type\":\"checkpoint\""), std::string::npos) << lines[3];
+  struct Tampering {
+    std::string name;
+    std::vector<std::string> lines;
+    int bad_line;
+    std::string problem;  // a part of it
+  };
+  std::vector<Tampering> cases;
+  {
+    std::vector<std::string> changed = lines;  // one byte of line 6 (seq 6, an event)
+    std::size_t at = changed[5].find("billing-5");
+    EXPECT_NE(at, std::string::npos) << changed[5];
+    changed[5][at] = 'B';
+    cases.push_back({"modified", changed, 6, ""});
+  }
+  {
+    std::vector<std::string> removed = lines;
+    removed.erase(removed.begin() + 5);
+    cases.push_back({"removed", removed, 6, "seq jumps from 5 to 7"});
+  }
+  {
+    std::vector<std::string> inserted = lines;  // line 3 again, as line 6
+    inserted.insert(inserted.begin() + 5, lines[2]);
+    cases.push_back({"inserted", inserted, 6, "seq 3 after seq 5"});
+  }
+  {
+    std::vector<std::string> reordered = lines;
+    std::swap(reordered[5], reordered[6]);
+    cases.push_back({"reordered", reordered, 6, "seq jumps from 5 to 7"});
+  }
+  {
+    std::vector<std::string> checkpoint_removed = lines;  // a signed checkpoint taken out
+    checkpoint_removed.erase(checkpoint_removed.begin() + 7);
+    cases.push_back({"checkpoint removed", checkpoint_removed, 8, "seq jumps from 7 to 9"});
+  }
+  {
+    std::vector<std::string> cut = lines;  // half of the last line, without its newline
+    cut.back().resize(cut.back().size() / 2);
+    cases.push_back({"cut", cut, 13, "incomplete last line"});
+  }
+  for (const Tampering& c : cases) {
+    fs::path copy = DevSetup::get().dir / ("audit-" + std::to_string(&c - cases.data()) + ".log");
+    std::string text = joined_lines(c.lines);
+    if (c.name == "cut") text.pop_back();  // no newline at the end
+    write_file(copy.string(), text);
+    ProcessResult r = keyhold({"audit", "verify", "--log", copy.string()});
+    EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.out << r.err;
+    EXPECT_EQ(r.out, "") << c.name;
+    expect_one_error_line(r);
+    EXPECT_NE(r.err.find("audit log " + copy.string() + ": line " + std::to_string(c.bad_line) + ": "),
+              std::string::npos)
+        << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.problem), std::string::npos) << c.name << ": " << r.err;
+
+    // --json: the VerifyResult on stdout, the same one line on stderr, status 1.
+    ProcessResult json = keyhold({"--json", "audit", "verify", "--log", copy.string()});
+    EXPECT_EQ(json.exit_code, 1) << c.name;
+    EXPECT_EQ(json.err, r.err) << c.name;
+    nlohmann::json bad = nlohmann::json::parse(json.out);
+    EXPECT_EQ(bad["ok"], false) << c.name;
+    EXPECT_EQ(bad["first_bad_line"], c.bad_line) << c.name;
+    EXPECT_TRUE(bad["problem"].is_string()) << c.name;
+  }
+
+  // Checkpoints signed by another key do not verify: the first one is named.
+  ProcessResult other_key = keyhold({"audit", "verify", "--key", "ca.dev.v1"});
+  EXPECT_EQ(other_key.exit_code, 1) << other_key.err;
+  expect_one_error_line(other_key);
+  EXPECT_NE(other_key.err.find(": line 4: "), std::string::npos) << other_key.err;
+
+  // A missing file: status 4, before the token is opened (no PIN needed).
+  testing::ProcessOptions no_pin;
+  no_pin.env["KEYHOLD_CONFIG"] = testing::config_variant("no-pin", "pin_file = \"pin\"", "").string();
+  ProcessResult missing = keyhold({"audit", "verify", "--log", testing::path_in_setup("no-such-audit.log")}, no_pin);
+  EXPECT_EQ(missing.exit_code, 4) << missing.err;
+  expect_one_error_line(missing);
+  EXPECT_NE(missing.err.find("no-such-audit.log does not exist"), std::string::npos) << missing.err;
+  // An unknown audit key: status 4 too.
+  ProcessResult unknown = keyhold({"audit", "verify", "--key", "no-such-key"});
+  EXPECT_EQ(unknown.exit_code, 4) << unknown.err;
+  expect_one_error_line(unknown);
+}
+
+TEST(AuditVerify, WithoutAServerSectionNeedsLogAndKey) {
+  fs::path config = testing::config_variant("no-server", "[server]", "[server_gone]");
+  std::string text = read_file(config.string());
+  // Drop the whole section: it is the last one of the file.
+  text = text.substr(0, text.find("[server_gone]"));
+  write_file(config.string(), text);
+  testing::ProcessOptions options;
+  options.env["KEYHOLD_CONFIG"] = config.string();
+  ProcessResult r = keyhold({"audit", "verify"}, options);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  expect_one_error_line(r);
+  EXPECT_NE(r.err.find("has no [server] section naming audit_log and audit_key; give --log FILE and --key NAME"),
+            std::string::npos)
+      << r.err;
+  r = keyhold({"audit", "verify", "--log", testing::path_in_setup("audit.log"), "--key", "audit"}, options);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 }  // namespace

@@ -199,14 +199,16 @@ TEST_F(ConfigParse, RejectsUnknownKeysWithTheirLine) {
   EXPECT_EQ(error(std::string(kToken) + "colour = \"blue\"\n"),
             at(4) + "unknown key 'token.colour' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error("verbose = true\n" + std::string(kToken)),
-            at(1) + "unknown key 'verbose' (known keys: token, store, pki, profiles, ssh_profiles)");
+            at(1) + "unknown key 'verbose' (known keys: token, store, pki, profiles, ssh_profiles, server)");
   EXPECT_EQ(error(std::string(kToken) + "\n[store]\npth = \"x.db\"\n"),
             at(6) + "unknown key 'store.pth' (did you mean 'store.path'?)");
 }
 
 TEST_F(ConfigParse, RejectsUnknownTables) {
-  EXPECT_EQ(error(std::string(kToken) + "\n[server]\nlisten = \"0.0.0.0:8443\"\n"),
-            at(5) + "unknown key 'server' (known keys: token, store, pki, profiles, ssh_profiles)");
+  EXPECT_EQ(error(std::string(kToken) + "\n[http]\nlisten = \"0.0.0.0:8443\"\n"),
+            at(5) + "unknown key 'http' (known keys: token, store, pki, profiles, ssh_profiles, server)");
+  EXPECT_EQ(error(std::string(kToken) + "\n[serve]\nlisten = \"0.0.0.0:8443\"\n"),
+            at(5) + "unknown key 'serve' (did you mean 'server'?)");
   EXPECT_EQ(error(std::string(kToken) + "[token.extra]\nx = 1\n"),
             at(4) + "unknown key 'token.extra' (known keys in [token]: module, uri, pin_file, max_sessions, env)");
   EXPECT_EQ(error(std::string(kToken) + "[store.nested]\n"),
@@ -338,7 +340,7 @@ TEST_F(ConfigParse, RejectsInvalidEnvironmentNames) {
 
 TEST_F(ConfigParse, KeepsMessagesOnOneLine) {
   std::string message = error("\"a\\nb\" = 1\n" + std::string(kToken));
-  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store, pki, profiles, ssh_profiles)");
+  EXPECT_EQ(message, at(1) + "unknown key '\"a\\nb\"' (known keys: token, store, pki, profiles, ssh_profiles, server)");
   EXPECT_THAT(message, Not(HasSubstr("\n")));
 }
 
@@ -1059,6 +1061,325 @@ TEST_F(ConfigParse, ReportsTheFirstSshProfileProblemInFileOrder) {
             at(7) + "'ssh_profiles.b.default_validity' (8d) must not be more than max_validity (1w)");
 }
 
+// ---- [server] ------------------------------------------------------------------
+
+// The keys [server] requires, one per line: lines 4 to 10 after kToken.
+const std::vector<std::pair<std::string, std::string>> kServerLines = {
+    {"", "[server]"},
+    {"certificate_file", "certificate_file = \"server.pem\""},
+    {"key", "key = \"server-tls\""},
+    {"client_ca_files", "client_ca_files = [\"ca.pem\"]"},
+    {"policy_file", "policy_file = \"policy.toml\""},
+    {"audit_log", "audit_log = \"audit.log\""},
+    {"audit_key", "audit_key = \"audit\""},
+};
+
+// kToken and a minimal [server], with the line of `key` replaced (or left
+// out when replacement is nullopt), then extra from line 11 on.
+std::string server_config(const std::string& key = "", const std::optional<std::string>& replacement = std::nullopt,
+                          const std::string& extra = "") {
+  std::string text = kToken;
+  for (const auto& [name, line] : kServerLines) {
+    if (!key.empty() && name == key) {
+      if (replacement) text += *replacement + "\n";
+    } else {
+      text += line + "\n";
+    }
+  }
+  return text + extra;
+}
+
+TEST_F(ConfigParse, HasNoServerSettingsWithoutAServerSection) {
+  EXPECT_EQ(parse(kToken).server, std::nullopt);
+  EXPECT_EQ(parse(std::string(kToken) + "\n" + dev_profiles_toml()).server, std::nullopt);
+}
+
+TEST_F(ConfigParse, ReadsTheServerSectionWithItsDefaults) {
+  Config config = parse(server_config());
+  ASSERT_TRUE(config.server.has_value());
+  const ServiceSettings& server = *config.server;
+  EXPECT_EQ(server.listen, "127.0.0.1:8443");
+  EXPECT_EQ(server.plain_listen, std::nullopt);
+  EXPECT_FALSE(server.tls12);
+  EXPECT_EQ(server.ca, std::nullopt);
+  EXPECT_EQ(server.certificate_file, dir_.path() / "server.pem");
+  EXPECT_EQ(server.key, "server-tls");
+  EXPECT_THAT(server.client_ca_files, ElementsAre(dir_.path() / "ca.pem"));
+  EXPECT_THAT(server.crl_files, IsEmpty());
+  EXPECT_EQ(server.policy_file, dir_.path() / "policy.toml");
+  EXPECT_EQ(server.audit_log, dir_.path() / "audit.log");
+  EXPECT_EQ(server.audit_key, "audit");
+  EXPECT_EQ(server.audit_checkpoint_records, 1000u);
+  EXPECT_EQ(server.audit_checkpoint_seconds, std::chrono::seconds(60));
+  EXPECT_EQ(server.body_limit, 65536u);
+  EXPECT_EQ(server.header_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(server.idle_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(server.max_connections, 1024u);
+  EXPECT_EQ(server.threads, 0u);
+  EXPECT_EQ(server.rate_limit_per_second, 500u);
+  EXPECT_EQ(server.rate_limit_burst, 1000u);
+}
+
+TEST_F(ConfigParse, ReadsEveryServerKey) {
+  Config config = parse(std::string(kToken) +
+                        "[server]\n"
+                        "listen = \"[::1]:9443\"\n"
+                        "plain_listen = \"0.0.0.0:8080\"\n"
+                        "tls12 = true\n"
+                        "ca = \"issuing\"\n"
+                        "certificate_file = \"tls/server.pem\"\n"
+                        "key = \"web-tls.v2\"\n"
+                        "client_ca_files = [\"clients/a.pem\", \"/etc/keyhold/b.pem\"]\n"
+                        "crl_files = [\"../crl/a.crl\", \"/var/lib/keyhold/b.crl\"]\n"
+                        "policy_file = \"/etc/keyhold/policy.toml\"\n"
+                        "audit_log = \"../log/./audit.log\"\n"
+                        "audit_key = \"audit-2030\"\n"
+                        "audit_checkpoint_records = 0\n"
+                        "audit_checkpoint_seconds = 5\n"
+                        "body_limit = 1024\n"
+                        "header_timeout = \"30s\"\n"
+                        "idle_timeout = \"2m\"\n"
+                        "max_connections = 10\n"
+                        "threads = 4\n"
+                        "rate_limit_per_second = 0\n"
+                        "rate_limit_burst = 1\n");
+  ASSERT_TRUE(config.server.has_value());
+  const ServiceSettings& server = *config.server;
+  EXPECT_EQ(server.listen, "[::1]:9443");
+  EXPECT_EQ(server.plain_listen, "0.0.0.0:8080");
+  EXPECT_TRUE(server.tls12);
+  EXPECT_EQ(server.ca, "issuing");
+  EXPECT_EQ(server.certificate_file, dir_.path() / "tls" / "server.pem");
+  EXPECT_EQ(server.key, "web-tls.v2");
+  EXPECT_THAT(server.client_ca_files, ElementsAre(dir_.path() / "clients" / "a.pem", fs::path("/etc/keyhold/b.pem")));
+  EXPECT_THAT(server.crl_files,
+              ElementsAre(dir_.path().parent_path() / "crl" / "a.crl", fs::path("/var/lib/keyhold/b.crl")));
+  EXPECT_EQ(server.policy_file, fs::path("/etc/keyhold/policy.toml"));
+  EXPECT_EQ(server.audit_log, dir_.path().parent_path() / "log" / "audit.log");
+  EXPECT_EQ(server.audit_key, "audit-2030");
+  EXPECT_EQ(server.audit_checkpoint_records, 0u);
+  EXPECT_EQ(server.audit_checkpoint_seconds, std::chrono::seconds(5));
+  EXPECT_EQ(server.body_limit, 1024u);
+  EXPECT_EQ(server.header_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(server.idle_timeout, std::chrono::seconds(120));
+  EXPECT_EQ(server.max_connections, 10u);
+  EXPECT_EQ(server.threads, 4u);
+  EXPECT_EQ(server.rate_limit_per_second, 0u);
+  EXPECT_EQ(server.rate_limit_burst, 1u);
+
+  // Inline, and the other extremes.
+  config = parse(std::string("server = { certificate_file = \"s.pem\", key = \"k\", client_ca_files = [\"c.pem\"], "
+                 "policy_file = \"p.toml\", audit_log = \"a.log\", audit_key = \"a\", audit_checkpoint_records = "
+                 "1000000, audit_checkpoint_seconds = 0, body_limit = 67108864, header_timeout = \"10m\", "
+                 "idle_timeout = \"1h\", max_connections = 1000000, threads = 1024, rate_limit_per_second = "
+                 "1000000, rate_limit_burst = 10000000, listen = \"keyhold.example.org:0\", plain_listen = "
+                 "\"keyhold.example.org:0\" }\n") +
+                 kToken);
+  ASSERT_TRUE(config.server.has_value());
+  EXPECT_EQ(config.server->audit_checkpoint_records, 1000000u);
+  EXPECT_EQ(config.server->audit_checkpoint_seconds, std::chrono::seconds(0));
+  EXPECT_EQ(config.server->body_limit, 64u * 1024 * 1024);
+  EXPECT_EQ(config.server->header_timeout, std::chrono::minutes(10));
+  EXPECT_EQ(config.server->idle_timeout, std::chrono::hours(1));
+  EXPECT_EQ(config.server->listen, "keyhold.example.org:0");
+}
+
+TEST_F(ConfigParse, ServerRequiresItsFilesAndKeys) {
+  for (const auto& [key, line] : kServerLines) {
+    if (key.empty()) continue;
+    EXPECT_EQ(error(server_config(key)), at(4) + "missing required key 'server." + key + "'") << key;
+  }
+  EXPECT_EQ(error(std::string(kToken) + "[server]\n"), at(4) + "missing required key 'server.certificate_file'");
+}
+
+TEST_F(ConfigParse, ReadsTheDevelopmentServerSection) {
+  Config config = parse(std::string(kToken) + "\n" + dev_profiles_toml() + dev_server_toml());
+  ASSERT_TRUE(config.server.has_value());
+  const ServiceSettings& server = *config.server;
+  EXPECT_EQ(server.listen, "127.0.0.1:8443");
+  EXPECT_EQ(server.ca, "dev");
+  EXPECT_EQ(server.certificate_file, dir_.path() / "server.pem");
+  EXPECT_EQ(server.key, "server-tls");
+  EXPECT_THAT(server.client_ca_files, ElementsAre(dir_.path() / "ca.pem"));
+  EXPECT_THAT(server.crl_files, IsEmpty());
+  EXPECT_EQ(server.policy_file, dir_.path() / "policy.toml");
+  EXPECT_EQ(server.audit_log, dir_.path() / "audit.log");
+  EXPECT_EQ(server.audit_key, "audit");
+  EXPECT_EQ(server.audit_checkpoint_records, 1000u);
+  EXPECT_EQ(server.audit_checkpoint_seconds, std::chrono::seconds(60));
+  EXPECT_EQ(config.pki.profiles.size(), 2u);
+}
+
+TEST(ListenAddress, TakesIpAddressesHostNamesAndPortZero) {
+  struct Case {
+    std::string text, host;
+    std::uint16_t port;
+  };
+  for (const Case& c : std::vector<Case>{{"127.0.0.1:8443", "127.0.0.1", 8443},
+                                         {"0.0.0.0:65535", "0.0.0.0", 65535},
+                                         {"[::1]:0", "::1", 0},
+                                         {"[::]:8443", "::", 8443},
+                                         {"[fd00::1:2]:443", "fd00::1:2", 443},
+                                         {"localhost:80", "localhost", 80},
+                                         {"keyhold.example.org:443", "keyhold.example.org", 443}}) {
+    ListenAddress address = parse_listen_address(c.text);
+    EXPECT_EQ(address.host, c.host) << c.text;
+    EXPECT_EQ(address.port, c.port) << c.text;
+  }
+  EXPECT_EQ(error_of([] { parse_listen_address("localhost"); }),
+            "listen address 'localhost' is not HOST:PORT or [IPv6]:PORT: no port");
+}
+
+TEST_F(ConfigParse, RefusesListenAddressesThatAreNotHostAndPort) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "it is empty"},
+      {"127.0.0.1", "no port"},
+      {"8443", "no port"},
+      {"localhost:", "no port"},
+      {":8443", "no host (0.0.0.0 or [::] listens on every interface)"},
+      {"::1:8443", "an IPv6 address needs brackets, as in [::1]:8443"},
+      {"[::1]8443", "no ':PORT' after ']'"},
+      {"[::1:8443", "no ']' after the IPv6 address"},
+      {"[fe80::zz]:1", "'fe80::zz' is not an IPv6 address"},
+      {"[127.0.0.1]:1", "'127.0.0.1' is not an IPv6 address"},
+      {"256.1.1.1:80", "'256.1.1.1' is not an IPv4 address"},
+      {"10.1:80", "'10.1' is not an IPv4 address"},
+      {"local host:80", "'local host' is neither an IP address nor a host name"},
+      {"-bad.example:80", "'-bad.example' is neither an IP address nor a host name"},
+      {"a..example:80", "'a..example' is neither an IP address nor a host name"},
+      {"*:80", "'*' is neither an IP address nor a host name"},
+      {"localhost:http", "the port 'http' is not a number from 0 to 65535"},
+      {"localhost:-1", "the port '-1' is not a number from 0 to 65535"},
+      {"localhost:123456", "the port '123456' is not a number from 0 to 65535"},
+      {"localhost:65536", "the port 65536 is over 65535"},
+  };
+  for (const auto& [value, why] : cases) {
+    EXPECT_EQ(error(server_config("", std::nullopt, "listen = \"" + value + "\"\n")),
+              at(11) + "'server.listen': listen address '" + value + "' is not HOST:PORT or [IPv6]:PORT: " + why)
+        << value;
+  }
+  EXPECT_EQ(error(server_config("", std::nullopt, "plain_listen = \"8080\"\n")),
+            at(11) + "'server.plain_listen': listen address '8080' is not HOST:PORT or [IPv6]:PORT: no port");
+  EXPECT_EQ(error(server_config("", std::nullopt, "listen = 8443\n")),
+            at(11) + "'server.listen' must be a string, not an integer");
+}
+
+TEST_F(ConfigParse, RefusesAPlainListenerOnTheTlsAddress) {
+  const std::string message =
+      "'server.plain_listen' (127.0.0.1:8443) is the address of listen: give the plain-HTTP listener its own port";
+  EXPECT_EQ(error(server_config("", std::nullopt, "plain_listen = \"127.0.0.1:8443\"\n")), at(11) + message);
+  EXPECT_EQ(error(server_config("", std::nullopt,
+                                "listen = \"127.0.0.1:8443\"\n"
+                                "tls12 = false\n"
+                                "plain_listen = \"127.0.0.1:8443\"\n")),
+            at(13) + message);
+  EXPECT_THAT(error(server_config("", std::nullopt, "listen = \"LocalHost:80\"\nplain_listen = \"localhost:80\"\n")),
+              StartsWith(at(12) + "'server.plain_listen' (localhost:80) is the address of listen"));
+  // Port 0 picks a free port for each: no clash.
+  Config config = parse(server_config("", std::nullopt, "listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\n"));
+  EXPECT_EQ(config.server->plain_listen, "127.0.0.1:0");
+  config = parse(server_config("", std::nullopt, "plain_listen = \"127.0.0.1:8080\"\n"));
+  EXPECT_EQ(config.server->plain_listen, "127.0.0.1:8080");
+}
+
+TEST_F(ConfigParse, RefusesBadServerNamesAndFiles) {
+  const std::string name_rule = "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+  struct Case {
+    std::string key, line;
+    int at;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"key", "key = \"bad name\"", 6, "'server.key': invalid key name 'bad name': " + name_rule},
+      {"key", "key = \"\"", 6, "'server.key': invalid key name '': " + name_rule},
+      {"key", "key = [\"a\"]", 6, "'server.key' must be a string, not an array"},
+      {"audit_key", "audit_key = \".hidden\"", 10, "'server.audit_key': invalid key name '.hidden': " + name_rule},
+      {"certificate_file", "certificate_file = \"\"", 5, "'server.certificate_file' must not be empty"},
+      {"policy_file", "policy_file = 1", 8, "'server.policy_file' must be a string, not an integer"},
+      {"audit_log", "audit_log = \"\"", 9, "'server.audit_log' must not be empty"},
+      {"client_ca_files", "client_ca_files = []", 7,
+       "'server.client_ca_files' must not be empty: name at least one CA certificate file (PEM)"},
+      {"client_ca_files", "client_ca_files = \"ca.pem\"", 7, "'server.client_ca_files' must be an array, not a string"},
+      {"client_ca_files", "client_ca_files = [\"a.pem\", 3]", 7,
+       "'server.client_ca_files[1]' must be a string, not an integer"},
+      {"client_ca_files", "client_ca_files = [\"\"]", 7, "'server.client_ca_files' must not hold an empty file name"},
+      {"client_ca_files", "client_ca_files = [\"a.pem\", \"./a.pem\"]", 7,
+       "'server.client_ca_files': './a.pem' is listed twice"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(error(server_config(c.key, c.line)), at(c.at) + c.message) << c.line;
+  }
+  EXPECT_EQ(error(server_config("", std::nullopt, "ca = \"my ca\"\n")),
+            at(11) + "'server.ca': invalid CA name 'my ca': " + name_rule);
+  EXPECT_EQ(error(server_config("", std::nullopt, "crl_files = [\"c.crl\", \"x/../c.crl\"]\n")),
+            at(11) + "'server.crl_files': 'x/../c.crl' is listed twice");
+  EXPECT_EQ(error(server_config("", std::nullopt, "crl_files = [\n  \"a.crl\",\n  \"\",\n]\n")),
+            at(13) + "'server.crl_files' must not hold an empty file name");
+  EXPECT_EQ(error(server_config("", std::nullopt, "tls12 = \"yes\"\n")),
+            at(11) + "'server.tls12' must be a boolean, not a string");
+}
+
+TEST_F(ConfigParse, RefusesServerNumbersAndDurationsOutOfRange) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"audit_checkpoint_records = -1",
+       "'server.audit_checkpoint_records' must be between 0 and 1000000 (0: no checkpoint by count), not -1"},
+      {"audit_checkpoint_records = 1000001",
+       "'server.audit_checkpoint_records' must be between 0 and 1000000 (0: no checkpoint by count), not 1000001"},
+      {"audit_checkpoint_seconds = 86401",
+       "'server.audit_checkpoint_seconds' must be between 0 and 86400 (0: no checkpoint by time), not 86401"},
+      {"audit_checkpoint_seconds = \"60s\"", "'server.audit_checkpoint_seconds' must be an integer, not a string"},
+      {"body_limit = 1023", "'server.body_limit' must be between 1024 and 67108864, not 1023"},
+      {"body_limit = 67108865", "'server.body_limit' must be between 1024 and 67108864, not 67108865"},
+      {"header_timeout = \"10 s\"",
+       "'server.header_timeout' must be a duration such as '90m', '12h', '7d' or '2w', not '10 s'"},
+      {"header_timeout = \"0s\"",
+       "'server.header_timeout' must be a duration such as '90m', '12h', '7d' or '2w', not '0s'"},
+      {"header_timeout = \"11m\"", "'server.header_timeout' must be between 1s and 10m, not '11m'"},
+      {"header_timeout = 10", "'server.header_timeout' must be a string, not an integer"},
+      {"idle_timeout = \"2h\"", "'server.idle_timeout' must be between 1s and 1h, not '2h'"},
+      {"max_connections = 0", "'server.max_connections' must be between 1 and 1000000, not 0"},
+      {"threads = -1", "'server.threads' must be between 0 and 1024 (0: one per CPU core), not -1"},
+      {"threads = 1025", "'server.threads' must be between 0 and 1024 (0: one per CPU core), not 1025"},
+      {"rate_limit_per_second = -5",
+       "'server.rate_limit_per_second' must be between 0 and 1000000 (0: no limit), not -5"},
+      {"rate_limit_per_second = 1.5", "'server.rate_limit_per_second' must be an integer, not a float"},
+      {"rate_limit_burst = 0", "'server.rate_limit_burst' must be between 1 and 10000000, not 0"},
+  };
+  for (const auto& [line, message] : cases) {
+    EXPECT_EQ(error(server_config("", std::nullopt, line + "\n")), at(11) + message) << line;
+  }
+}
+
+TEST_F(ConfigParse, RefusesAnAuditLogThatWouldNeverBeSigned) {
+  const std::string message =
+      "'server.audit_checkpoint_records' and 'server.audit_checkpoint_seconds' are both 0: the audit log would "
+      "never be signed; set at least one";
+  EXPECT_EQ(error(server_config("", std::nullopt, "audit_checkpoint_records = 0\naudit_checkpoint_seconds = 0\n")),
+            at(12) + message);
+  EXPECT_EQ(error(server_config("", std::nullopt, "audit_checkpoint_seconds = 0\naudit_checkpoint_records = 0\n")),
+            at(11) + message);
+  EXPECT_NO_THROW(parse(server_config("", std::nullopt, "audit_checkpoint_records = 0\n")));
+  EXPECT_NO_THROW(parse(server_config("", std::nullopt, "audit_checkpoint_seconds = 0\n")));
+}
+
+TEST_F(ConfigParse, RefusesUnknownServerKeysAndAKeyFile) {
+  EXPECT_EQ(error(server_config("", std::nullopt, "lisen = \"127.0.0.1:1\"\n")),
+            at(11) + "unknown key 'server.lisen' (did you mean 'server.listen'?)");
+  EXPECT_EQ(error(server_config("", std::nullopt, "colour = 1\n")),
+            at(11) + "unknown key 'server.colour' (known keys in [server]: listen, plain_listen, tls12, ca, "
+                     "certificate_file, key, client_ca_files, crl_files, policy_file, audit_log, audit_key, "
+                     "audit_checkpoint_records, audit_checkpoint_seconds, body_limit, header_timeout, idle_timeout, "
+                     "max_connections, threads, rate_limit_per_second, rate_limit_burst)");
+  for (const char* key : {"key_file", "private_key", "TLS-Key"}) {
+    EXPECT_EQ(error(server_config("", std::nullopt, std::string(key) + " = \"server-key.pem\"\n")),
+              at(11) + "the server's private key stays in the token: name the token key with 'key' (a keyhold key "
+                       "name), not a key file")
+        << key;
+  }
+  EXPECT_THAT(error(server_config("", std::nullopt, "[server.extra]\nx = 1\n")),
+              StartsWith(at(11) + "unknown key 'server.extra' (known keys in [server]: listen,"));
+}
+
 // The ```toml blocks of docs/configuration.md, in order.
 std::vector<std::string> documented_examples() {
   fs::path doc = fs::path(__FILE__).parent_path() / ".." / ".." / "docs" / "configuration.md";
@@ -1084,12 +1405,15 @@ TEST_F(ConfigParse, DocumentedExamplesLoad) {
   std::vector<std::string> blocks = documented_examples();
   EXPECT_GE(blocks.size(), 5u);
   bool dev_profiles_documented = false;
+  bool dev_server_documented = false;
   for (const std::string& block : blocks) {
     std::string text = block.find("[token]") == std::string::npos ? std::string(kToken) + "\n" + block : block;
     EXPECT_NO_THROW(parse(text)) << text;
     if (block == dev_profiles_toml()) dev_profiles_documented = true;
+    if ("\n" + block == dev_server_toml()) dev_server_documented = true;
   }
   EXPECT_TRUE(dev_profiles_documented) << "docs/configuration.md must show dev_profiles_toml() as it is";
+  EXPECT_TRUE(dev_server_documented) << "docs/configuration.md must show dev_server_toml() as it is";
 }
 
 class LoadConfig : public ::testing::Test {

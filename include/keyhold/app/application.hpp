@@ -72,10 +72,21 @@ struct DevSetup {
   std::filesystem::path softhsm_conf;
   std::string token_label;
   std::string token_uri;
+  // For `keyhold serve` ([server] of keyhold.toml names all of these).
+  std::string ca_name;                        // "dev": a root CA, its key in the token
+  std::filesystem::path ca_certificate;       // ca.pem: the dev CA's certificate, to trust
+  std::filesystem::path server_certificate;   // server.pem: localhost and 127.0.0.1, then the CA
+  std::string server_key;                     // "server-tls": the server's key, in the token
+  std::filesystem::path admin_certificate;    // admin.pem: client certificate CN=admin, then the CA
+  std::filesystem::path admin_key_file;       // admin-key.pem (mode 0600): its key, in a file (development only)
+  std::filesystem::path policy_file;          // policy.toml: authz::dev_policy_toml()
+  std::filesystem::path audit_log;            // audit.log: empty, mode 0600
+  std::string audit_key;                      // "audit": signs the audit log's checkpoints, in the token
 };
 
 // A throwaway SoftHSM token, keyhold.toml, store and PIN file (mode 0600) in
-// directory, for trying keyhold. AlreadyExists when directory already holds a
+// directory, for trying keyhold, and what `keyhold serve` needs to work out
+// of the box (see DevSetup). AlreadyExists when directory already holds a
 // keyhold.toml; on any failure everything it created is removed again.
 DevSetup init_dev(const std::filesystem::path& directory, const std::string& softhsm_module);
 

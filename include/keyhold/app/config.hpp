@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -59,6 +60,39 @@ struct SshSettings {
   std::map<std::string, ssh::Profile> profiles;
 };
 
+// [server]: `keyhold serve`, the HTTPS service with mutual TLS. Optional: a
+// configuration without it serves every other command. Paths are absolute
+// (relative ones resolved like the others); whether the files exist is not
+// checked here but when the service starts. Named ServiceSettings so as not
+// to clash with http::ServerSettings, the transport's own settings.
+struct ServiceSettings {
+  // "HOST:PORT" or "[IPv6]:PORT" (see parse_listen_address); port 0 picks a
+  // free port. `keyhold serve --listen` overrides it.
+  std::string listen = "127.0.0.1:8443";
+  // A plain-HTTP listener for public material (CA certificates, CRLs); none when unset.
+  std::optional<std::string> plain_listen;
+  bool tls12 = false;  // also accept TLS 1.2 (else TLS 1.3 only)
+  // The keyhold CA that issued the server's certificate and issues client
+  // certificates (renewal of certificate_file); none when unset.
+  std::optional<std::string> ca;
+  std::filesystem::path certificate_file;              // required: PEM, the server certificate then its issuers
+  std::string key;                                     // required: the token key (keyhold key name) of the server
+  std::vector<std::filesystem::path> client_ca_files;  // required, not empty: PEM CA certificates for clients
+  std::vector<std::filesystem::path> crl_files;        // PEM CRLs of those CAs
+  std::filesystem::path policy_file;                   // required: authz::Policy file
+  std::filesystem::path audit_log;                     // required: audit::Log file
+  std::string audit_key;                               // required: the token key that signs checkpoints
+  std::uint64_t audit_checkpoint_records = 1000;       // 0: no count trigger
+  std::chrono::seconds audit_checkpoint_seconds{60};   // 0: no time trigger (not both 0)
+  std::size_t body_limit = 64 * 1024;                  // bytes of a request body
+  std::chrono::seconds header_timeout{10};             // TLS handshake; request head; request body
+  std::chrono::seconds idle_timeout{60};               // between requests; writing a response
+  std::size_t max_connections = 1024;                  // both listeners together
+  std::size_t threads = 0;                             // 0: one per CPU core
+  std::uint64_t rate_limit_per_second = 500;           // per identity; 0: no limit
+  std::uint64_t rate_limit_burst = 1000;               // per identity
+};
+
 struct Config {
   std::filesystem::path file;       // absolute path of keyhold.toml
   std::filesystem::path directory;  // its directory
@@ -66,7 +100,19 @@ struct Config {
   StoreSettings store;
   PkiSettings pki;
   SshSettings ssh;
+  std::optional<ServiceSettings> server;  // [server]; nullopt when the file has none
 };
+
+// A listening address as [server] listen and plain_listen and `keyhold serve
+// --listen` take it: "HOST:PORT" where HOST is an IPv4 address or a host
+// name (letters, digits, '-' and '.'), or "[IPv6]:PORT"; PORT 0 to 65535 (0:
+// any free port). Throws InvalidArgument "listen address 'TEXT' is not
+// HOST:PORT or [IPv6]:PORT: WHY" (one line).
+struct ListenAddress {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+};
+ListenAddress parse_listen_address(std::string_view text);
 
 // Where the configuration is: the --config flag if given, else
 // $KEYHOLD_CONFIG (when set and not empty), else ./keyhold.toml if it exists,
@@ -94,5 +140,13 @@ Config parse_config(std::string_view text, const std::filesystem::path& file);
 //   24h, the five standard extensions) and `host` (host certificates, any
 //   principal, 30d by default, at most 365d), each for every key type.
 std::string dev_profiles_toml();
+
+// For keyhold init --dev: TOML text (starting with a blank line), to append
+// to a keyhold.toml that has no [server], holding a DEVELOPMENT-ONLY
+// [server] section with relative paths: listen 127.0.0.1:8443, the CA `dev`,
+// certificate_file server.pem with the token key `server-tls`,
+// client_ca_files ca.pem, policy_file policy.toml, audit_log audit.log with
+// the token key `audit`. init_dev makes what it names.
+std::string dev_server_toml();
 
 }  // namespace keyhold::app
