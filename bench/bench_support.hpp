@@ -6,6 +6,8 @@
 #include <p11-kit/pkcs11.h>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -73,6 +75,77 @@ inline std::string with_commas(double value) {
     out += digits[i];
   }
   return out;
+}
+
+// The loops of a comparison with raw PKCS#11, shared by the CA benchmarks.
+// raw() does one raw operation and says whether it worked; ours() does one
+// keyhold operation and throws when it fails.
+using RawOperation = std::function<bool()>;
+using OurOperation = std::function<void()>;
+
+inline void run_raw(benchmark::State& state, const RawOperation& raw, const char* failure) {
+  for (auto _ : state) {
+    if (!raw()) {
+      state.SkipWithError(failure);
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+inline void run_ours(benchmark::State& state, const OurOperation& ours) {
+  for (auto _ : state) {
+    try {
+      ours();
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Alternates one of ours and one raw operation (swapping which goes first)
+// and times each; reports the rate of each side ("keyhold/s", "raw/s") as if
+// it had the thread alone. Counters are summed over threads.
+inline void run_paired(benchmark::State& state, const RawOperation& raw, const char* failure, const OurOperation& ours) {
+  using Clock = std::chrono::steady_clock;
+  Clock::duration raw_time{};
+  Clock::duration our_time{};
+  bool raw_first = true;
+  for (auto _ : state) {
+    std::string error;
+    for (int i = 0; i < 2 && error.empty(); ++i) {
+      bool is_raw = (i == 0) == raw_first;
+      Clock::time_point start = Clock::now();
+      if (is_raw) {
+        if (!raw()) error = failure;
+      } else {
+        try {
+          ours();
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+      }
+      (is_raw ? raw_time : our_time) += Clock::now() - start;
+    }
+    if (!error.empty()) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+    raw_first = !raw_first;
+  }
+  auto n = static_cast<double>(state.iterations());
+  if (n > 0) {
+    state.counters["raw/s"] = n / std::chrono::duration<double>(raw_time).count();
+    state.counters["keyhold/s"] = n / std::chrono::duration<double>(our_time).count();
+  }
+}
+
+using Body = std::function<void(benchmark::State&)>;
+
+inline void add_case(const std::string& name, const Body& body, int threads, double min_time) {
+  benchmark::RegisterBenchmark(name.c_str(), body)->MinTime(min_time)->UseRealTime()->Threads(threads);
 }
 
 inline std::string thread_text(int threads) { return threads == 1 ? "1 thread" : std::to_string(threads) + " threads"; }

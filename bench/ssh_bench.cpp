@@ -318,72 +318,30 @@ CK_SESSION_HANDLE raw_session(const benchmark::State& state) {
   return g->sessions[static_cast<std::size_t>(state.thread_index())];
 }
 
-void run_raw(benchmark::State& state, const Ca& ca) {
+keyhold::bench::RawOperation raw_of(benchmark::State& state, const Ca& ca) {
   CK_SESSION_HANDLE session = raw_session(state);
-  for (auto _ : state) {
-    if (raw_sign(session, ca) != CKR_OK) {
-      state.SkipWithError("raw C_SignInit + C_Sign failed");
-      break;
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
+  return [session, &ca] { return raw_sign(session, ca) == CKR_OK; };
 }
 
-void run_sign(benchmark::State& state, const Ca& ca) {
-  for (auto _ : state) {
-    try {
-      keyhold::ssh::SignedCertificate certificate = sign(ca);
-      benchmark::DoNotOptimize(certificate.certificate_line.data());
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-      break;
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
+keyhold::bench::OurOperation sign_of(const Ca& ca) {
+  return [&ca] {
+    keyhold::ssh::SignedCertificate certificate = sign(ca);
+    benchmark::DoNotOptimize(certificate.certificate_line.data());
+  };
 }
 
-// Alternates a keyhold signature and a raw signature (swapping which goes
-// first) and times each; reports the rate of each side as if it had the
-// thread alone. Counters are summed over threads.
+constexpr const char* kRawFailure = "raw C_SignInit + C_Sign failed";
+
+void run_raw(benchmark::State& state, const Ca& ca) { keyhold::bench::run_raw(state, raw_of(state, ca), kRawFailure); }
+void run_sign(benchmark::State& state, const Ca& ca) { keyhold::bench::run_ours(state, sign_of(ca)); }
+// A keyhold signature and a raw one alternated, each timed (bench_support.hpp).
 void run_paired(benchmark::State& state, const Ca& ca) {
-  CK_SESSION_HANDLE session = raw_session(state);
-  Clock::duration raw_time{};
-  Clock::duration keyhold_time{};
-  bool raw_first = true;
-  for (auto _ : state) {
-    std::string error;
-    for (int i = 0; i < 2 && error.empty(); ++i) {
-      bool raw = (i == 0) == raw_first;
-      Clock::time_point start = Clock::now();
-      if (raw) {
-        if (raw_sign(session, ca) != CKR_OK) error = "raw C_SignInit + C_Sign failed";
-      } else {
-        try {
-          keyhold::ssh::SignedCertificate certificate = sign(ca);
-          benchmark::DoNotOptimize(certificate.certificate_line.data());
-        } catch (const std::exception& e) {
-          error = e.what();
-        }
-      }
-      (raw ? raw_time : keyhold_time) += Clock::now() - start;
-    }
-    if (!error.empty()) {
-      state.SkipWithError(error.c_str());
-      break;
-    }
-    raw_first = !raw_first;
-  }
-  auto n = static_cast<double>(state.iterations());
-  if (n > 0) {
-    state.counters["raw/s"] = n / seconds(raw_time);
-    state.counters["keyhold/s"] = n / seconds(keyhold_time);
-  }
+  keyhold::bench::run_paired(state, raw_of(state, ca), kRawFailure, sign_of(ca));
 }
 
-using Body = std::function<void(benchmark::State&)>;
-
+using keyhold::bench::Body;
 void add(const std::string& name, const Body& body, int threads, double min_time) {
-  benchmark::RegisterBenchmark(name.c_str(), body)->MinTime(min_time)->UseRealTime()->Threads(threads);
+  keyhold::bench::add_case(name, body, threads, min_time);
 }
 
 std::string family(const Ca& ca, const char* side) { return ca.label + " sign/" + side; }
