@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/audit/log.hpp"
 
 #include <fcntl.h>
@@ -45,44 +46,6 @@ std::string errno_text(int error) {
 
 // ---- UTF-8 and JSON strings ------------------------------------------------
 
-// The length of the well-formed UTF-8 sequence at s[i] (Unicode 15.0, table
-// 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), its code
-// point in cp; 0 when the bytes there are not well-formed.
-std::size_t utf8_sequence(std::string_view s, std::size_t i, char32_t& cp) {
-  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char b0 = byte(i);
-  if (b0 < 0x80) {
-    cp = b0;
-    return 1;
-  }
-  std::size_t n = 0;
-  unsigned char low = 0x80, high = 0xBF;  // range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    n = 2;
-  } else if (b0 == 0xE0) {
-    n = 3, low = 0xA0;
-  } else if ((b0 >= 0xE1 && b0 <= 0xEC) || b0 == 0xEE || b0 == 0xEF) {
-    n = 3;
-  } else if (b0 == 0xED) {
-    n = 3, high = 0x9F;
-  } else if (b0 == 0xF0) {
-    n = 4, low = 0x90;
-  } else if (b0 >= 0xF1 && b0 <= 0xF3) {
-    n = 4;
-  } else if (b0 == 0xF4) {
-    n = 4, high = 0x8F;
-  } else {
-    return 0;
-  }
-  if (s.size() - i < n) return 0;
-  cp = b0 & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
-  for (std::size_t k = 1; k < n; ++k) {
-    unsigned char b = byte(i + k);
-    if (b < (k == 1 ? low : 0x80) || b > (k == 1 ? high : 0xBF)) return 0;
-    cp = cp << 6 | (b & 0x3F);
-  }
-  return n;
-}
 
 // Code points written as \uxxxx although JSON allows them raw: controls, and
 // the line separators and bidi controls that mislead line tools and terminals.

@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/authz/policy.hpp"
 
 #include <toml++/toml.h>
@@ -39,26 +40,8 @@ constexpr std::size_t kMaxLabelLength = 63;
 
 // ---- Text ------------------------------------------------------------------------
 
-// A value as it appears in a message: one line of printable ASCII, not a page long.
-// Request values reach the caller through Decision::reason, so this is also what
-// keeps a hostile operation name from forging log lines.
-std::string shown(std::string_view value) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out;
-  for (std::size_t i = 0; i < value.size() && i < kMaxShown; ++i) {
-    auto u = static_cast<unsigned char>(value[i]);
-    if (u < 0x20 || u >= 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", u);
-      out += escaped;
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > kMaxShown) out += "...";
-  return out;
-}
 
+// Request values reach the caller through Decision::reason: shown() keeps them one printable line.
 std::string in_quotes(std::string_view value) { return "'" + shown(value) + "'"; }
 
 template <class List>

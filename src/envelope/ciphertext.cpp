@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/envelope/ciphertext.hpp"
 
 #include <algorithm>
@@ -137,54 +138,18 @@ Bytes base64url_decode(std::string_view text, std::size_t offset) {
   return out;
 }
 
-// Decodes one UTF-8 sequence at text[i] (RFC 3629: shortest form, no
-// surrogates, at most U+10FFFF). Returns the code point and advances i, or
-// returns -1 when malformed.
-long next_code_point(std::string_view text, std::size_t& i) noexcept {
-  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  unsigned char lead = byte(i);
-  if (lead < 0x80) {
-    ++i;
-    return lead;
-  }
-  std::size_t length = 0;
-  long code = 0;
-  long minimum = 0;
-  if ((lead & 0xe0) == 0xc0) {
-    length = 2;
-    code = lead & 0x1f;
-    minimum = 0x80;
-  } else if ((lead & 0xf0) == 0xe0) {
-    length = 3;
-    code = lead & 0x0f;
-    minimum = 0x800;
-  } else if ((lead & 0xf8) == 0xf0) {
-    length = 4;
-    code = lead & 0x07;
-    minimum = 0x10000;
-  } else {
-    return -1;
-  }
-  if (text.size() - i < length) return -1;
-  for (std::size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return -1;
-    code = code << 6 | (byte(i + k) & 0x3f);
-  }
-  if (code < minimum || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return -1;
-  i += length;
-  return code;
-}
-
-bool is_control(long code) noexcept { return code < 0x20 || (code >= 0x7f && code <= 0x9f); }
+bool is_control(char32_t code) noexcept { return code < 0x20 || (code >= 0x7f && code <= 0x9f); }
 
 enum class TextProblem { None, InvalidUtf8, Control };
 
 TextProblem check_text(std::string_view text) noexcept {
   TextProblem problem = TextProblem::None;
   for (std::size_t i = 0; i < text.size();) {
-    long code = next_code_point(text, i);
-    if (code < 0) return TextProblem::InvalidUtf8;
+    char32_t code = 0;
+    std::size_t length = utf8_sequence(text, i, code);
+    if (length == 0) return TextProblem::InvalidUtf8;
     if (is_control(code)) problem = TextProblem::Control;
+    i += length;
   }
   return problem;
 }
@@ -198,9 +163,10 @@ std::string describe_key(std::string_view key) {
   std::size_t i = 0;
   while (i < key.size() && shown.size() < kShown) {
     if (clean) {
-      std::size_t start = i;
-      next_code_point(key, i);
-      shown.append(key.substr(start, i - start));
+      char32_t code = 0;
+      std::size_t length = utf8_sequence(key, i, code);
+      shown.append(key.substr(i, length));
+      i += length;
     } else {
       auto c = static_cast<unsigned char>(key[i++]);
       if (c >= 0x20 && c < 0x7f && c != '\\') {

@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/pki/profile.hpp"
 
 #include <arpa/inet.h>
@@ -36,23 +37,6 @@ constexpr std::array<SubjectField, 7> kSubjectFields = {{
 
 [[noreturn]] void refuse(const std::string& message) { throw Error(ErrorCode::InvalidArgument, message); }
 
-// A value as it appears in a message: one line of ASCII, and not a page long.
-std::string shown(std::string_view value) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out;
-  for (std::size_t i = 0; i < value.size() && i < kMaxShown; ++i) {
-    auto u = static_cast<unsigned char>(value[i]);
-    if (u < 0x20 || u >= 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", u);
-      out += escaped;
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > kMaxShown) out += "...";
-  return out;
-}
 
 template <class List>
 std::string join(const List& items) {
@@ -301,48 +285,6 @@ bool email_domain_matches(std::string_view pattern, std::string_view domain) {
 
 // ---- Subject values ----------------------------------------------------------
 
-enum class TextProblem { kNone, kControl, kNotUtf8 };
-
-// Decodes UTF-8 strictly (no overlong forms, surrogates or values past
-// U+10FFFF), counting code points; C0 and C1 controls and DEL are refused.
-TextProblem scan_text(std::string_view text, std::size_t& code_points) {
-  code_points = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-    unsigned char lead = byte(i);
-    std::uint32_t cp = 0;
-    std::size_t length = 0;
-    if (lead < 0x80) {
-      cp = lead;
-      length = 1;
-    } else if (lead >= 0xc2 && lead <= 0xdf) {
-      cp = lead & 0x1fu;
-      length = 2;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      cp = lead & 0x0fu;
-      length = 3;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      cp = lead & 0x07u;
-      length = 4;
-    } else {
-      return TextProblem::kNotUtf8;
-    }
-    if (i + length > text.size()) return TextProblem::kNotUtf8;
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((byte(i + k) & 0xc0) != 0x80) return TextProblem::kNotUtf8;
-      cp = (cp << 6) | (byte(i + k) & 0x3fu);
-    }
-    if ((length == 3 && cp < 0x800) || (length == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return TextProblem::kNotUtf8;
-    }
-    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return TextProblem::kControl;
-    i += length;
-    ++code_points;
-  }
-  return TextProblem::kNone;
-}
 
 // X.520 PrintableString characters.
 bool is_printable_string(std::string_view text) {
@@ -360,7 +302,7 @@ const SubjectField* subject_field(std::string_view name) {
 
 void check_subject_value(std::string_view name, std::string_view value) {
   std::size_t length = 0;
-  switch (scan_text(value, length)) {
+  switch (scan_text(value, &length)) {
     case TextProblem::kControl: refuse("subject field '" + shown(name) + "' contains a control character");
     case TextProblem::kNotUtf8: refuse("subject field '" + shown(name) + "' is not valid UTF-8");
     case TextProblem::kNone: break;

@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/ssh/profile.hpp"
 
 #include <arpa/inet.h>
@@ -23,23 +24,6 @@ constexpr std::string_view kVendorOptionNote = "; a vendor critical option is na
 
 [[noreturn]] void refuse(const std::string& message) { throw Error(ErrorCode::InvalidArgument, message); }
 
-// A value as it appears in a message: one line of ASCII, and not a page long.
-std::string shown(std::string_view value) {
-  constexpr std::size_t kMaxShown = 200;
-  std::string out;
-  for (std::size_t i = 0; i < value.size() && i < kMaxShown; ++i) {
-    auto u = static_cast<unsigned char>(value[i]);
-    if (u < 0x20 || u >= 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", u);
-      out += escaped;
-    } else {
-      out += value[i];
-    }
-  }
-  if (value.size() > kMaxShown) out += "...";
-  return out;
-}
 
 std::string quoted(std::string_view value) { return "'" + shown(value) + "'"; }
 
@@ -111,46 +95,6 @@ std::string time_text(std::uint64_t seconds) {
 
 // ---- Text --------------------------------------------------------------------
 
-enum class TextProblem { kNone, kControl, kNotUtf8 };
-
-// Decodes UTF-8 strictly (no overlong forms, surrogates or values past
-// U+10FFFF); C0 and C1 controls and DEL are refused.
-TextProblem scan_text(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-    unsigned char lead = byte(i);
-    std::uint32_t cp = 0;
-    std::size_t length = 0;
-    if (lead < 0x80) {
-      cp = lead;
-      length = 1;
-    } else if (lead >= 0xc2 && lead <= 0xdf) {
-      cp = lead & 0x1fu;
-      length = 2;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      cp = lead & 0x0fu;
-      length = 3;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      cp = lead & 0x07u;
-      length = 4;
-    } else {
-      return TextProblem::kNotUtf8;
-    }
-    if (i + length > text.size()) return TextProblem::kNotUtf8;
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((byte(i + k) & 0xc0) != 0x80) return TextProblem::kNotUtf8;
-      cp = (cp << 6) | (byte(i + k) & 0x3fu);
-    }
-    if ((length == 3 && cp < 0x800) || (length == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return TextProblem::kNotUtf8;
-    }
-    if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return TextProblem::kControl;
-    i += length;
-  }
-  return TextProblem::kNone;
-}
 
 // Why `text` (called `what` in the message) is not 1 to max_length bytes of UTF-8
 // without control characters, or empty.

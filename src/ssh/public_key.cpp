@@ -1,3 +1,4 @@
+#include "keyhold/core/text.hpp"
 #include "keyhold/ssh/public_key.hpp"
 
 #include <openssl/core_names.h>
@@ -200,36 +201,10 @@ std::string_view trim(std::string_view text) {
 // nothing above U+10FFFF) without C1 control characters (U+0080..U+009F),
 // which terminals act on like C0 ones.
 bool is_clean_utf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length;
-    std::uint32_t code;
-    if (c >= 0xc2 && c <= 0xdf) {
-      length = 2;
-      code = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      length = 3;
-      code = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      length = 4;
-      code = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + length > text.size()) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      auto cont = static_cast<unsigned char>(text[i + k]);
-      if ((cont & 0xc0) != 0x80) return false;
-      code = code << 6 | (cont & 0x3f);
-    }
-    static constexpr std::uint32_t kMinimum[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (code < kMinimum[length] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
-    if (code >= 0x80 && code <= 0x9f) return false;
+  for (std::size_t i = 0; i < text.size();) {
+    char32_t code = 0;
+    std::size_t length = utf8_sequence(text, i, code);
+    if (length == 0 || (code >= 0x80 && code <= 0x9f)) return false;
     i += length;
   }
   return true;
