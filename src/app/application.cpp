@@ -114,13 +114,26 @@ ssh::Authority& Application::ssh_authority() {
 }
 
 envelope::Service& Application::envelope() {
-  if (!envelope_) envelope_ = std::make_unique<envelope::Service>(store(), keys());
+  if (!envelope_) {
+    envelope::ServiceSettings settings;
+    settings.reservation_batch = envelope_reservation_batch_;
+    envelope_ = std::make_unique<envelope::Service>(store(), keys(), std::move(settings));
+  }
   return *envelope_;
 }
 
 crypto::TokenSummary Application::token_summary() {
   if (ring_) return ring_->describe();
   return crypto::make_token_key_ring(open_token(false))->describe();
+}
+
+void Application::check_store_writable() {
+  store::Transaction probe(store());  // takes the write lock; rolled back, nothing written
+}
+
+TokenActivity Application::token_activity() {
+  keys();
+  return ring_->activity();
 }
 
 void Application::shutdown() noexcept {

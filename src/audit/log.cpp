@@ -174,35 +174,6 @@ bool is_hash(std::string_view text) {
          std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-std::optional<std::vector<std::uint8_t>> from_base64(std::string_view text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (text.empty() || text.size() % 4 != 0) return std::nullopt;
-  std::vector<std::uint8_t> out;
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    int pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=') : 0;
-    if (pad == 1 && text[i + 2] == '=') return std::nullopt;  // "x=y=" style
-    std::uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      int d = k >= 4 - pad ? 0 : value(text[i + k]);
-      if (d < 0) return std::nullopt;
-      v = v << 6 | static_cast<std::uint32_t>(d);
-    }
-    out.push_back(static_cast<std::uint8_t>(v >> 16));
-    if (pad < 2) out.push_back(static_cast<std::uint8_t>(v >> 8));
-    if (pad < 1) out.push_back(static_cast<std::uint8_t>(v));
-  }
-  if (to_base64(out) != text) return std::nullopt;  // only the one canonical spelling
-  return out;
-}
-
 std::string key_id(const crypto::PublicKey& key) {
   std::vector<std::uint8_t> der = key.der();
   return "spki-sha256:" + sha256_hex({reinterpret_cast<const char*>(der.data()), der.size()});
@@ -785,6 +756,7 @@ LogStats Log::stats() const {
   stats.syncs = s.syncs;
   stats.unsigned_records = s.unsigned_records;
   stats.broken = s.broken;
+  stats.queued = s.last_seq >= s.durable_seq ? s.last_seq - s.durable_seq : 0;
   return stats;
 }
 

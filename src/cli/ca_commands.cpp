@@ -9,6 +9,7 @@
 #include "keyhold/core/duration.hpp"
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/service/json_views.hpp"
 
 namespace po = boost::program_options;
 
@@ -350,16 +351,7 @@ int ca_certs(Context& c) {
   if (c.json()) {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& r : certificates) {
-      list.push_back({{"serial", r.serial},
-                      {"subject", r.subject},
-                      {"sans", r.sans},
-                      {"profile", r.profile},
-                      {"not_before", r.not_before},
-                      {"not_after", r.not_after},
-                      {"status", r.status},
-                      {"revoked_at", r.revoked_at ? nlohmann::json(*r.revoked_at) : nullptr},
-                      {"reason", r.revocation_reason ? nlohmann::json(*r.revocation_reason) : nullptr},
-                      {"requester", r.requester}});
+      list.push_back(service::certificate_json(r));
     }
     print_json(c, list);
     return kExitOk;

@@ -15,11 +15,14 @@
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/envelope/seal.hpp"
+#include "keyhold/service/json_views.hpp"
 
 namespace po = boost::program_options;
 
 namespace keyhold::cli {
 namespace {
+
+using service::kek_json;
 
 // A ciphertext in either form is far below this; more is not a ciphertext.
 constexpr std::size_t kMaxCiphertextInput = 64 * 1024;
@@ -44,29 +47,6 @@ std::uint32_t version_argument(const po::variables_map& vm) {
     throw Error(ErrorCode::InvalidArgument, "a KEK version is a number from 1, not '" + text + "'");
   }
   return static_cast<std::uint32_t>(std::stoul(text));
-}
-
-nlohmann::json kek_json(const envelope::KekInfo& k) {
-  nlohmann::json versions = nlohmann::json::array();
-  for (const auto& v : k.versions) {
-    versions.push_back({{"version", v.record.version},
-                        {"state", v.record.state},
-                        {"primary", v.primary},
-                        {"encryptions", v.record.encryptions},
-                        {"created_at", v.record.created_at},
-                        {"state_changed_at", v.record.state_changed_at ? nlohmann::json(*v.record.state_changed_at) : nullptr},
-                        {"key_id", to_hex(v.record.key_object_id)}});
-  }
-  return {{"name", k.kek.name},
-          {"kek_id", to_hex(k.kek.kek_id)},
-          {"primary_version", k.primary_version},
-          {"rotation_period_seconds", k.kek.rotation_period_seconds},
-          {"max_encryptions", k.kek.max_encryptions},
-          {"next_rotation_due", k.next_rotation_due ? nlohmann::json(*k.next_rotation_due) : nullptr},
-          {"rotation_due", !k.due_reason.empty()},
-          {"due_reason", k.due_reason},
-          {"created_at", k.kek.created_at},
-          {"versions", versions}};
 }
 
 std::string period_text(std::int64_t seconds) {

@@ -7,6 +7,7 @@
 #include "cli.hpp"
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/service/json_views.hpp"
 #include "keyhold/ssh/public_key.hpp"
 
 namespace po = boost::program_options;
@@ -14,53 +15,16 @@ namespace po = boost::program_options;
 namespace keyhold::cli {
 namespace {
 
+using service::attributes_json;
+using service::key_json;
+using service::token_key_json;
+
 const char* yes_no(bool b) { return b ? "yes" : "no"; }
 
 std::string join(const std::vector<std::string>& items, const char* separator = ", ") {
   std::string out;
   for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
   return out;
-}
-
-nlohmann::json attributes_json(const crypto::SecurityAttributes& a) {
-  return {{"private", a.private_object},       {"sensitive", a.sensitive},
-          {"extractable", a.extractable},      {"always_sensitive", a.always_sensitive},
-          {"never_extractable", a.never_extractable}, {"local", a.local},
-          {"modifiable", a.modifiable}};
-}
-
-nlohmann::json token_key_json(const crypto::TokenKey& k) {
-  nlohmann::json j = {{"label", k.label},
-                      {"id", to_hex(k.id)},
-                      {"class", k.kind == crypto::TokenKey::Kind::SecretKey ? "secret-key" : "private-key"},
-                      {"token_type", k.token_type},
-                      {"managed_type", k.type ? nlohmann::json(std::string(crypto::to_string(*k.type))) : nullptr},
-                      {"uri", k.uri},
-                      {"has_public_object", k.has_public_object},
-                      {"attributes", attributes_json(k.attributes)},
-                      {"usage", k.attributes.usages()},
-                      {"exposure", k.attributes.exposure_reasons()}};
-  return j;
-}
-
-nlohmann::json key_json(const service::KeyDetails& d) {
-  nlohmann::json j = {{"name", d.record.name},
-                      {"type", d.record.key_type},
-                      {"purpose", d.record.purpose},
-                      {"state", d.record.state},
-                      {"id", to_hex(d.record.token_object_id)},
-                      {"created_at", d.record.created_at},
-                      {"destroyed_at", d.record.destroyed_at ? nlohmann::json(*d.record.destroyed_at) : nullptr},
-                      {"in_token", d.token.has_value()},
-                      {"used_by", d.record.used_by ? nlohmann::json(*d.record.used_by) : nullptr}};
-  if (auto type = crypto::parse_key_type(d.record.key_type)) j["size"] = crypto::size_or_curve(*type);
-  if (d.token) {
-    j["uri"] = d.token->uri;
-    j["has_public_object"] = d.token->has_public_object;
-    j["attributes"] = attributes_json(d.token->attributes);
-    j["usage"] = d.token->attributes.usages();
-  }
-  return j;
 }
 
 void print_details(std::ostream& out, const service::KeyDetails& d) {

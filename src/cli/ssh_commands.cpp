@@ -10,11 +10,14 @@
 #include "keyhold/core/duration.hpp"
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/service/json_views.hpp"
 
 namespace po = boost::program_options;
 
 namespace keyhold::cli {
 namespace {
+
+using service::ssh_time_text;
 
 constexpr std::size_t kMaxPublicKeyBytes = 16 * 1024;
 
@@ -52,12 +55,6 @@ void print_key(std::ostream& out, const ssh::SshKeyDetails& d, bool lines_only) 
   }
   out << "authorized_keys lines (install every one during a rotation's overlap):\n";
   for (const std::string& line : d.authorized_keys) out << line << "\n";
-}
-
-std::string time_text(std::uint64_t seconds) {
-  if (seconds == ~std::uint64_t{0}) return "forever";
-  return format_utc(std::chrono::system_clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(
-      std::min<std::uint64_t>(seconds, std::uint64_t{253402300799})))));
 }
 
 std::uint64_t parse_time(const std::string& text, const char* option) {
@@ -197,18 +194,10 @@ int sign(Context& c) {
   if (out) out->commit(signed_certificate.certificate_line + "\n");
   const store::SshCertificateRecord& r = signed_certificate.record;
   if (c.json()) {
-    // As a string: JSON readers such as jq round integers beyond 2^53.
-    print_json(c, {{"serial", std::to_string(r.serial)},
-                   {"type", r.type},
-                   {"key_id", r.key_id},
-                   {"principals", r.principals},
-                   {"valid_after", time_text(r.valid_after)},
-                   {"valid_before", time_text(r.valid_before)},
-                   {"certificate", signed_certificate.certificate_line},
-                   {"warnings", signed_certificate.warnings}});
+    print_json(c, service::signed_ssh_certificate_json(signed_certificate));
   } else if (out) {
     c.out() << "signed " << r.type << " certificate " << r.serial << " for '" << r.key_id << "', valid until "
-            << time_text(r.valid_before) << ", written to " << out->path().string() << "\n";
+            << ssh_time_text(r.valid_before) << ", written to " << out->path().string() << "\n";
   } else {
     c.out() << signed_certificate.certificate_line << "\n";
   }
@@ -239,16 +228,7 @@ int certs(Context& c) {
   if (c.json()) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : list) {
-      out.push_back({{"serial", std::to_string(r.serial)},
-                     {"type", r.type},
-                     {"key_id", r.key_id},
-                     {"principals", r.principals},
-                     {"valid_after", time_text(r.valid_after)},
-                     {"valid_before", time_text(r.valid_before)},
-                     {"fingerprint", r.public_key_fingerprint},
-                     {"profile", r.profile},
-                     {"status", status_of(r)},
-                     {"revoked_at", r.revoked_at ? nlohmann::json(*r.revoked_at) : nullptr}});
+      out.push_back(service::ssh_certificate_json(r, status_of(r)));
     }
     print_json(c, out);
     return kExitOk;
@@ -263,7 +243,7 @@ int certs(Context& c) {
     std::string principals;
     for (const std::string& p : r.principals) principals += (principals.empty() ? "" : ",") + p;
     c.out() << std::setw(22) << r.serial << std::setw(6) << r.type << std::setw(9) << status_of(r) << std::setw(22)
-            << time_text(r.valid_before) << r.key_id << "  " << principals << "\n";
+            << ssh_time_text(r.valid_before) << r.key_id << "  " << principals << "\n";
   }
   return kExitOk;
 }

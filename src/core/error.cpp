@@ -13,6 +13,7 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::Unavailable: return "unavailable";
     case ErrorCode::Internal: return "internal";
     case ErrorCode::Unimplemented: return "unimplemented";
+    case ErrorCode::ResourceExhausted: return "resource_exhausted";
   }
   return "internal";
 }

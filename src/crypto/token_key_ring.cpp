@@ -332,6 +332,8 @@ class TokenKeyRing final : public KeyRing {
     if (!destroyed) throw Error(ErrorCode::NotFound, "the token has no key with CKA_ID " + to_hex(id));
   }
 
+  TokenActivity activity() const override { return token_->activity(); }
+
   TokenSummary describe() override {
     hsm::TokenDescription d = token_->describe();
     TokenSummary s;

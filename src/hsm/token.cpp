@@ -421,6 +421,17 @@ void Token::destroy(const ObjectRef& ref) {
   handles_.erase(cache_key(ref));
 }
 
+TokenActivity Token::activity() const {
+  TokenActivity activity;
+  activity.operations = call_latency_.snapshot();
+  activity.failures = call_failures_.load(std::memory_order_relaxed);
+  SessionPoolStats pool = pool_->stats();
+  activity.sessions_idle = pool.idle;
+  activity.sessions_leased = pool.leased;
+  activity.sessions_limit = pool.limit;
+  return activity;
+}
+
 TokenDescription Token::describe() const {
   CK_SLOT_ID slot_id = slot();
   TokenDescription d;

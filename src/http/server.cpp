@@ -175,6 +175,8 @@ bool is_field_value(std::string_view value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
+}  // namespace
+
 int status_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::InvalidArgument: return 400;
@@ -184,11 +186,14 @@ int status_for(ErrorCode code) {
     case ErrorCode::AlreadyExists: return 409;
     case ErrorCode::FailedPrecondition: return 409;
     case ErrorCode::Unimplemented: return 501;
+    case ErrorCode::ResourceExhausted: return 429;
     case ErrorCode::Unavailable: return 503;
     case ErrorCode::Internal: return 500;
   }
   return 500;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // Addresses.

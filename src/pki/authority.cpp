@@ -271,7 +271,13 @@ struct Authority::CaContext {
 };
 
 Authority::Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings)
-    : keys_(keys), store_(store), settings_(std::move(settings)), certificate_commits_(store) {}
+    : keys_(keys), store_(store), settings_(std::move(settings)),
+      profiles_(std::make_shared<const std::map<std::string, Profile>>(settings_.profiles)),
+      certificate_commits_(store) {}
+
+void Authority::set_profiles(std::map<std::string, Profile> profiles) {
+  std::atomic_store(&profiles_, std::make_shared<const std::map<std::string, Profile>>(std::move(profiles)));
+}
 
 std::shared_ptr<const Authority::VersionState> Authority::state_of(const store::CaRecord& ca,
                                                                    const store::CaVersionRecord& version, int depth) {
@@ -750,10 +756,11 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
   CaContext ca = load(request.ca, true);
   if (X509_check_ca(ca.certificate()) <= 0) throw Error(ErrorCode::FailedPrecondition, "CA '" + request.ca + "' cannot issue");
   refuse_if_revoked(ca);
-  auto profile_it = settings_.profiles.find(request.profile);
-  if (profile_it == settings_.profiles.end()) {
+  std::shared_ptr<const std::map<std::string, Profile>> profiles = std::atomic_load(&profiles_);
+  auto profile_it = profiles->find(request.profile);
+  if (profile_it == profiles->end()) {
     std::string known;
-    for (const auto& [name, p] : settings_.profiles) known += (known.empty() ? "" : ", ") + name;
+    for (const auto& [name, p] : *profiles) known += (known.empty() ? "" : ", ") + name;
     throw Error(ErrorCode::NotFound, "no profile named '" + request.profile + "' (configured: " +
                                          (known.empty() ? "none" : known) + ")");
   }

@@ -19,42 +19,70 @@ authz::Request ask(std::string operation, std::string resource, const envelope::
 
 }  // namespace
 
-Operations::Operations(pki::Authority& pki, ssh::Authority& ssh, envelope::Service& envelope, audit::Log& audit,
-                       authz::Policy policy)
-    : pki_(pki), ssh_(ssh), envelope_(envelope), audit_(audit),
+Operations::Operations(KeyService& keys, pki::Authority& pki, ssh::Authority& ssh, envelope::Service& envelope,
+                       audit::Log& audit, authz::Policy policy)
+    : keys_(keys),
+      pki_(pki), ssh_(ssh), envelope_(envelope), audit_(audit),
       policy_(std::make_shared<const authz::Policy>(std::move(policy))) {}
 
 void Operations::set_policy(authz::Policy policy) {
   std::atomic_store(&policy_, std::make_shared<const authz::Policy>(std::move(policy)));
 }
 
+void Operations::write(const Caller& caller, const std::string& operation, const std::string& resource,
+                       const envelope::Context& context, const char* outcome, std::string_view code,
+                       std::chrono::microseconds latency) {
+  audit::Event event;
+  event.request_id = caller.request_id;
+  event.identity = caller.identity;
+  event.client_address = caller.address;
+  event.operation = operation;
+  event.resource = resource;
+  event.context = context;  // the encryption context only, never data
+  event.outcome = outcome;
+  event.error_code = std::string(code);
+  event.latency = latency;
+  audit_.append(event);  // durable before the caller hears anything
+}
+
+void Operations::record_refusal(const Caller& caller, const std::string& operation, const std::string& resource,
+                                std::string_view code, std::chrono::microseconds latency) {
+  write(caller, operation, resource, {}, code == to_string(ErrorCode::PermissionDenied) ? "denied" : "failed", code,
+        latency);
+}
+
+void Operations::record_plain(const Caller& caller, const std::string& operation, std::optional<ErrorCode> code,
+                              std::chrono::microseconds latency) {
+  write(caller, operation, "", {}, code ? "failed" : "allowed", code ? to_string(*code) : "", latency);
+}
+
 template <class F>
-auto Operations::run(const Caller& caller, authz::Request request, F&& operation, std::optional<authz::Request> also)
-    -> decltype(operation()) {
+auto Operations::run(const Caller& caller, authz::Request request, F&& operation, std::optional<authz::Request> also,
+                     Access access) -> decltype(operation()) {
   SteadyClock::time_point started = SteadyClock::now();
   if (!audit_.healthy()) {
     throw Error(ErrorCode::Unavailable, "the audit log cannot be written, so nothing is carried out");
   }
   request.identity = caller.identity;
-  audit::Event event;
-  event.request_id = caller.request_id;
-  event.identity = caller.identity;
-  event.client_address = caller.address;
-  event.operation = request.operation;
-  event.resource = request.resource;
-  event.context = request.context;  // the encryption context only, never data
   auto record = [&](const char* outcome, std::string_view code) {
-    event.outcome = outcome;
-    event.error_code = std::string(code);
-    event.latency = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - started);
-    audit_.append(event);  // durable before the caller hears anything
+    write(caller, request.operation, request.resource, request.context, outcome, code,
+          std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - started));
   };
 
-  std::shared_ptr<const authz::Policy> policy = std::atomic_load(&policy_);
-  authz::Decision decision = policy->check(request);
-  if (decision.allowed && also) {
-    also->identity = caller.identity;
-    decision = policy->check(*also);
+  authz::Decision decision;
+  if (caller.anonymous) {
+    // The plain listener: public material only, never the policy's business.
+    decision.allowed = access == Access::Public;
+    if (!decision.allowed) decision.reason = request.operation + " on " + request.resource + " denied";
+  } else if (access == Access::Filtered) {
+    decision.allowed = true;  // the operation itself leaves out what the policy does not allow
+  } else {
+    std::shared_ptr<const authz::Policy> policy = std::atomic_load(&policy_);
+    decision = policy->check(request);
+    if (decision.allowed && also) {
+      also->identity = caller.identity;
+      decision = policy->check(*also);
+    }
   }
   if (!decision.allowed) {
     record("denied", to_string(ErrorCode::PermissionDenied));
@@ -109,6 +137,10 @@ envelope::KekInfo Operations::rotate_kek(const Caller& caller, const std::string
   return run(caller, std::move(request), [&] { return envelope_.rotate(kek); });
 }
 
+envelope::KekInfo Operations::kek_show(const Caller& caller, const std::string& kek) {
+  return run(caller, ask("kek.read", "kek:" + kek), [&] { return envelope_.show(kek); });
+}
+
 pki::IssuedCertificate Operations::pki_issue(const Caller& caller, const PkiIssue& issue) {
   pki::IssueRequest request;
   request.ca = issue.ca;
@@ -142,6 +174,21 @@ store::CertificateRecord Operations::pki_revoke(const Caller& caller, const std:
   return run(caller, std::move(request), [&] { return pki_.revoke(ca, serial_hex, reason); });
 }
 
+std::vector<std::string> Operations::pki_chain(const Caller& caller, const std::string& ca) {
+  return run(
+      caller, ask("pki.read", "ca:" + ca), [&] { return pki_.chain(ca); }, std::nullopt, Access::Public);
+}
+
+pki::CrlResult Operations::pki_crl(const Caller& caller, const std::string& ca) {
+  return run(
+      caller, ask("pki.read", "ca:" + ca), [&] { return pki_.crl(ca); }, std::nullopt, Access::Public);
+}
+
+std::vector<store::CertificateRecord> Operations::pki_certificates(const Caller& caller, const std::string& ca,
+                                                                   const store::CertificateFilter& filter) {
+  return run(caller, ask("pki.read", "ca:" + ca), [&] { return pki_.certificates(ca, filter); });
+}
+
 ssh::SignedCertificate Operations::ssh_sign(const Caller& caller, ssh::SignInput input) {
   input.requester = caller.identity;
   authz::Request request = ask("ssh.sign", "ssh-ca:" + input.ca);
@@ -154,6 +201,62 @@ store::SshCertificateRecord Operations::ssh_revoke_serial(const Caller& caller, 
                                                           std::uint64_t serial) {
   authz::Request request = ask("ssh.revoke", "ssh-ca:" + ca);
   return run(caller, std::move(request), [&] { return ssh_.revoke_serial(ca, serial); });
+}
+
+std::size_t Operations::ssh_revoke_key_id(const Caller& caller, const std::string& ca, const std::string& key_id) {
+  return run(caller, ask("ssh.revoke", "ssh-ca:" + ca), [&] { return ssh_.revoke_key_id(ca, key_id); });
+}
+
+std::size_t Operations::ssh_revoke_key(const Caller& caller, const std::string& ca, const std::string& public_key) {
+  return run(caller, ask("ssh.revoke", "ssh-ca:" + ca), [&] { return ssh_.revoke_key(ca, public_key); });
+}
+
+ssh::CaDetails Operations::ssh_ca_key(const Caller& caller, const std::string& ca) {
+  return run(
+      caller, ask("ssh.read", "ssh-ca:" + ca), [&] { return ssh_.show_ca(ca); }, std::nullopt, Access::Public);
+}
+
+ssh::KrlResult Operations::ssh_krl(const Caller& caller, const std::string& ca) {
+  return run(
+      caller, ask("ssh.read", "ssh-ca:" + ca), [&] { return ssh_.krl(ca); }, std::nullopt, Access::Public);
+}
+
+std::vector<store::SshCertificateRecord> Operations::ssh_certificates(const Caller& caller, const std::string& ca,
+                                                                      const store::SshCertificateFilter& filter) {
+  return run(caller, ask("ssh.read", "ssh-ca:" + ca), [&] { return ssh_.certificates(ca, filter); });
+}
+
+KeyInventory Operations::keys_list(const Caller& caller) {
+  // Lists the keys the caller may read (keys.read on key:NAME); "key:*" only names the listing in the audit log.
+  std::shared_ptr<const authz::Policy> policy = std::atomic_load(&policy_);
+  auto readable = [&](const std::string& name) {
+    authz::Request request = ask("keys.read", "key:" + name);
+    request.identity = caller.identity;
+    return policy->check(request).allowed;
+  };
+  return run(
+      caller, ask("keys.read", "key:*"),
+      [&] {
+        KeyInventory all = keys_.list(false);
+        KeyInventory shown;
+        for (KeyDetails& key : all.keys) {
+          if (readable(key.record.name)) shown.keys.push_back(std::move(key));
+        }
+        for (crypto::TokenKey& key : all.unmanaged) {
+          if (readable(key.label)) shown.unmanaged.push_back(std::move(key));
+        }
+        return shown;
+      },
+      std::nullopt, Access::Filtered);
+}
+
+KeyDetails Operations::keys_show(const Caller& caller, const std::string& name) {
+  return run(caller, ask("keys.read", "key:" + name), [&] { return keys_.show(name); });
+}
+
+KeyDetails Operations::keys_create(const Caller& caller, const std::string& name, crypto::KeyType type,
+                                   std::optional<crypto::KeyPurpose> purpose) {
+  return run(caller, ask("keys.create", "key:" + name), [&] { return keys_.create(name, type, purpose); });
 }
 
 }  // namespace keyhold::service

@@ -58,7 +58,13 @@ struct Authority::CaContext {
 };
 
 Authority::Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings)
-    : keys_(keys), store_(store), settings_(std::move(settings)), commits_(store) {}
+    : keys_(keys), store_(store), settings_(std::move(settings)),
+      profiles_(std::make_shared<const std::map<std::string, Profile>>(settings_.profiles)),
+      commits_(store) {}
+
+void Authority::set_profiles(std::map<std::string, Profile> profiles) {
+  std::atomic_store(&profiles_, std::make_shared<const std::map<std::string, Profile>>(std::move(profiles)));
+}
 
 std::uint64_t Authority::now_seconds() const {
   return static_cast<std::uint64_t>(
@@ -132,10 +138,11 @@ CaDetails Authority::create_ca(const std::string& name, crypto::KeyType type) {
 SignedCertificate Authority::sign(const SignInput& input) {
   CaContext ca = load(input.ca);
   std::string profile_name = input.profile.value_or(kind_name(input.kind));
-  auto profile = settings_.profiles.find(profile_name);
-  if (profile == settings_.profiles.end()) {
+  std::shared_ptr<const std::map<std::string, Profile>> profiles = std::atomic_load(&profiles_);
+  auto profile = profiles->find(profile_name);
+  if (profile == profiles->end()) {
     std::string known;
-    for (const auto& [n, p] : settings_.profiles) known += (known.empty() ? "" : ", ") + n;
+    for (const auto& [n, p] : *profiles) known += (known.empty() ? "" : ", ") + n;
     throw Error(ErrorCode::NotFound, "no SSH profile named '" + profile_name + "' (configured: " +
                                          (known.empty() ? "none" : known) + ")");
   }

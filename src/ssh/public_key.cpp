@@ -210,15 +210,6 @@ bool is_clean_utf8(std::string_view text) {
   return true;
 }
 
-int base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
 
 crypto::PublicKey empty_public_key() {
@@ -317,33 +308,9 @@ OpenSshPublicKey parse_public_key_blob(std::span<const std::uint8_t> blob) {
 }
 
 std::vector<std::uint8_t> decode_base64(std::string_view text) {
-  if (text.empty() || text.size() % 4 != 0) invalid("the base64 data has a length that is not a multiple of 4");
-  std::size_t padding = 0;
-  if (text.back() == '=') padding = text[text.size() - 2] == '=' ? 2 : 1;
-  std::vector<std::uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  std::uint32_t accumulator = 0;
-  for (std::size_t i = 0; i < text.size() - padding; ++i) {
-    int value = base64_value(text[i]);
-    if (value < 0) invalid("the base64 data has a character outside the base64 alphabet");
-    accumulator = accumulator << 6 | static_cast<std::uint32_t>(value);
-    if (i % 4 == 3) {
-      out.push_back(static_cast<std::uint8_t>(accumulator >> 16));
-      out.push_back(static_cast<std::uint8_t>(accumulator >> 8));
-      out.push_back(static_cast<std::uint8_t>(accumulator));
-      accumulator = 0;
-    }
-  }
-  // RFC 4648 section 3.5: the bits padding leaves over must be zero.
-  if (padding == 1) {
-    if ((accumulator & 0x3) != 0) invalid("the base64 data is not canonical (non-zero padding bits)");
-    out.push_back(static_cast<std::uint8_t>(accumulator >> 10));
-    out.push_back(static_cast<std::uint8_t>(accumulator >> 2));
-  } else if (padding == 2) {
-    if ((accumulator & 0xf) != 0) invalid("the base64 data is not canonical (non-zero padding bits)");
-    out.push_back(static_cast<std::uint8_t>(accumulator >> 4));
-  }
-  return out;
+  std::optional<std::vector<std::uint8_t>> bytes = from_base64(text);
+  if (!bytes) invalid("the base64 data is not canonical standard base64 with padding");
+  return std::move(*bytes);
 }
 
 OpenSshLine split_openssh_line(std::string_view line, std::string_view what) {

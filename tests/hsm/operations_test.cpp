@@ -132,7 +132,7 @@ class OperationsTest : public ::testing::Test {
     log.checkpoint_every_records = 4;
     log.sync = [this](int fd) { return fail_syncs_ ? EIO : ::fdatasync(fd); };
     audit_ = std::make_unique<audit::Log>(log, ring_->signer(audit_key_.token_object_id));
-    operations_ = std::make_unique<service::Operations>(*pki_, *ssh_, *envelope_, *audit_,
+    operations_ = std::make_unique<service::Operations>(*keys_, *pki_, *ssh_, *envelope_, *audit_,
                                                         authz::Policy::parse(kPolicy, "policy.toml"));
   }
   void TearDown() override {

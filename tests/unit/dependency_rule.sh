@@ -38,8 +38,12 @@ forbid '#include [<"](p11-kit/|keyhold/(hsm|store|pki|ssh|envelope|service|app|h
   "audit knows crypto and core only" src/audit include/keyhold/audit
 forbid '#include "keyhold/(hsm|crypto|store|pki|ssh|envelope|service|app|http|audit)/' "authz knows core only" \
   src/authz include/keyhold/authz
+# http: the transport (server.*) knows core only; the API over it (api, metrics, rate_limiter) knows service
+# and what service exposes, never PKCS#11 or app.
 forbid '#include [<"](p11-kit/|keyhold/(hsm|crypto|store|pki|ssh|envelope|service|app|audit|authz)/)' \
-  "http is transport only: it knows core" src/http include/keyhold/http
+  "http's transport knows core only" src/http/server.cpp include/keyhold/http/server.hpp
+forbid '#include [<"](p11-kit/|keyhold/(hsm|app)/)' "http knows service and below, not PKCS#11 or app" \
+  src/http include/keyhold/http
 # Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
 forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
 [ $status -eq 0 ] && echo "dependency rule holds"

@@ -4,6 +4,7 @@
 // command that does not need the token does not open it), and tears them
 // down explicitly before the process exits.
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -40,8 +41,15 @@ class Application {
   ssh::Authority& ssh_authority();
   // Envelope encryption: KEKs, data keys, encrypt/decrypt/rewrap.
   envelope::Service& envelope();
+  // Encryption counts reserved per store write by the envelope service (see
+  // envelope::ServiceSettings); call before envelope() is first used.
+  void set_envelope_reservation_batch(std::uint64_t batch) { envelope_reservation_batch_ = batch; }
+  // Throws Unavailable when the store cannot start a write transaction.
+  void check_store_writable();
   // What the token is; needs no login.
   crypto::TokenSummary token_summary();
+  // The token's call counts, latencies and session pool (for metrics); opens the token like keys().
+  TokenActivity token_activity();
 
   // Closes sessions, logs out and finalises the module now, while OpenSSL is
   // still intact (SoftHSMv2 #780). Called by the destructor too.
@@ -61,6 +69,7 @@ class Application {
   std::unique_ptr<pki::Authority> authority_;
   std::unique_ptr<ssh::Authority> ssh_authority_;
   std::unique_ptr<envelope::Service> envelope_;
+  std::uint64_t envelope_reservation_batch_ = 1;
 };
 
 // What `keyhold init --dev` made.

@@ -113,6 +113,7 @@ struct LogStats {
   std::uint64_t checkpoint_failures = 0;  // automatic checkpoints the signer failed (retried later)
   std::uint64_t syncs = 0;                // fdatasync calls by this Log
   std::uint64_t unsigned_records = 0;     // records after the last checkpoint
+  std::uint64_t queued = 0;               // records accepted and not yet durable (the group-commit queue)
   bool broken = false;
 };
 

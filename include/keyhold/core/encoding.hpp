@@ -16,6 +16,9 @@ std::string to_hex(std::span<const std::uint8_t> bytes);
 std::optional<std::vector<std::uint8_t>> from_hex(std::string_view text);
 
 std::string to_base64(std::span<const std::uint8_t> bytes);
+// Standard base64 (RFC 4648 section 4) with padding, in its one canonical
+// spelling (no whitespace, zero padding bits); nullopt otherwise or when empty.
+std::optional<std::vector<std::uint8_t>> from_base64(std::string_view text);
 // PEM (RFC 7468): "-----BEGIN <label>-----", base64 in 64-character lines, "-----END <label>-----".
 std::string to_pem(std::string_view label, std::span<const std::uint8_t> der);
 

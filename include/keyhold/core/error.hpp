@@ -20,6 +20,7 @@ enum class ErrorCode {
   Unavailable,         // token, module or store unreachable
   Internal,
   Unimplemented,
+  ResourceExhausted,   // a limit was reached (a caller's rate limit): try again later
 };
 
 std::string_view to_string(ErrorCode code) noexcept;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keyhold/core/activity.hpp"
 #include "keyhold/crypto/kek.hpp"
 #include "keyhold/crypto/key_type.hpp"
 #include "keyhold/crypto/public_key.hpp"
@@ -117,6 +118,8 @@ class KeyRing {
   virtual void destroy(std::span<const std::uint8_t> id) = 0;
 
   virtual TokenSummary describe() = 0;
+  // What the token has been doing (metrics); cheap, never touches the token.
+  virtual TokenActivity activity() const = 0;
   virtual std::vector<std::uint8_t> random(std::size_t size) = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "keyhold/core/secret.hpp"
+#include "keyhold/core/activity.hpp"
 #include "keyhold/hsm/attributes.hpp"
 #include "keyhold/hsm/module.hpp"
 #include "keyhold/hsm/pin.hpp"
@@ -84,6 +86,8 @@ class Token {
   std::string label() const;
   TokenDescription describe() const;
   SessionPoolStats pool_stats() const { return pool_->stats(); }
+  // Calls made through run() so far, their latency and the session pool now.
+  TokenActivity activity() const;
 
   // Runs op(session) on a leased session with the recovery described above.
   template <class Op>
@@ -145,10 +149,31 @@ class Token {
   };
   mutable std::shared_mutex handles_mutex_;
   std::unordered_map<std::string, CK_OBJECT_HANDLE, KeyHash, std::equal_to<>> handles_;
+
+  // Metrics of run(): latency of every call, and the calls that threw.
+  LatencyHistogram call_latency_;
+  std::atomic<std::uint64_t> call_failures_{0};
+  class CallTimer {
+   public:
+    explicit CallTimer(Token& token) noexcept
+        : token_(token), started_(std::chrono::steady_clock::now()), exceptions_(std::uncaught_exceptions()) {}
+    ~CallTimer() {
+      token_.call_latency_.observe(std::chrono::steady_clock::now() - started_);
+      if (std::uncaught_exceptions() > exceptions_) token_.call_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+    CallTimer(const CallTimer&) = delete;
+    CallTimer& operator=(const CallTimer&) = delete;
+
+   private:
+    Token& token_;
+    std::chrono::steady_clock::time_point started_;
+    int exceptions_;
+  };
 };
 
 template <class Op>
 auto Token::run(Op&& op) -> decltype(op(CK_SESSION_HANDLE{})) {
+  CallTimer timer(*this);
   if (module_->generation() != module_generation_) follow_process();
   for (int attempt = 0;; ++attempt) {
     SessionLease lease = pool_->checkout();

@@ -69,6 +69,7 @@
 #include <vector>
 
 #include "keyhold/core/c_ptr.hpp"
+#include "keyhold/core/error.hpp"
 
 namespace keyhold::http {
 
@@ -115,7 +116,7 @@ struct Response {
 // block (token operations). Exceptions are answered, never propagated:
 // keyhold::Error becomes its status (InvalidArgument 400, Unauthenticated
 // 401, PermissionDenied 403, NotFound 404, AlreadyExists and
-// FailedPrecondition 409, Unimplemented 501, Unavailable 503) with its code
+// FailedPrecondition 409, Unimplemented 501, Unavailable 503, ResourceExhausted 429) with its code
 // and message, which keyhold keeps free of secrets; Error(Internal) and every
 // other exception become 500 {"code":"internal","message":"internal error"}
 // (the exception text is not sent, and logged only for keyhold::Error).
@@ -206,6 +207,10 @@ class Server {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The HTTP status of an error code (the table of Handler above; 429 for
+// ResourceExhausted).
+int status_for(ErrorCode code);
 
 // The caller identity of a verified client certificate: its first URI SAN,
 // else its subject CN; empty when it has neither, when that URI or CN holds

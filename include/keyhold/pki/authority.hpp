@@ -92,6 +92,10 @@ class Authority {
  public:
   Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings);
 
+  // Replaces the issuance profiles (keyhold serve on SIGHUP); issuances
+  // already under way keep the profiles they started with. Thread-safe.
+  void set_profiles(std::map<std::string, Profile> profiles);
+
   CaDetails create_ca(const NewCa& request);
   // Adopts a CA whose key is already in the token (found by CKA_ID or label
   // from the URI): the certificate's key must be that key.
@@ -132,7 +136,8 @@ class Authority {
 
   crypto::KeyVault& keys_;
   store::Store& store_;
-  AuthoritySettings settings_;
+  AuthoritySettings settings_;  // its profiles are only the initial ones: see profiles_
+  std::shared_ptr<const std::map<std::string, Profile>> profiles_;  // swapped atomically
   store::GroupCommit certificate_commits_;
   std::mutex cache_mutex_;
   std::map<std::int64_t, std::shared_ptr<const VersionState>> states_;  // by CA version id; immutable

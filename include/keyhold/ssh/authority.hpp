@@ -78,6 +78,10 @@ class Authority {
  public:
   Authority(crypto::KeyVault& keys, store::Store& store, AuthoritySettings settings);
 
+  // Replaces the SSH profiles (keyhold serve on SIGHUP); signings already
+  // under way keep the profiles they started with. Thread-safe.
+  void set_profiles(std::map<std::string, Profile> profiles);
+
   CaDetails create_ca(const std::string& name, crypto::KeyType type);
   CaDetails show_ca(const std::string& name);
   std::vector<CaDetails> list_cas();
@@ -108,7 +112,8 @@ class Authority {
 
   crypto::KeyVault& keys_;
   store::Store& store_;
-  AuthoritySettings settings_;
+  AuthoritySettings settings_;  // its profiles are only the initial ones: see profiles_
+  std::shared_ptr<const std::map<std::string, Profile>> profiles_;  // swapped atomically
   store::GroupCommit commits_;
   std::mutex signers_mutex_;
   std::map<std::int64_t, std::shared_ptr<const crypto::Signer>> signers_;  // by CA id, checked once
