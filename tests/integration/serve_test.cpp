@@ -1,0 +1,22 @@
+// keyhold serve end to end: the real binary on 127.0.0.1 with the DevSetup's
+// throwaway token, spoken to by curl and openssl s_client.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/dev_setup.hpp"
+#include "support/serve_fixture.hpp"
+
+namespace keyhold::testing {
+namespace {
+
+TEST(Serve, HealthIsOkWithTheAdminCertificate) {
+  auto server = ServeProcess::start(DevSetup::get().config);
+  HttpReply reply = reply_of(curl(admin_identity(), server->url() + "/v1/health"));
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(nlohmann::json::parse(reply.body)["status"], "ok");
+}
+
+}  // namespace
+}  // namespace keyhold::testing
