@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -479,15 +480,48 @@ struct Sent {
   std::string context;  // the thread's encryption context value, for the record
 };
 
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < size; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+// What someone who can write the log but has no audit key can do: recompute
+// "prev" and "hash" of every line from index `from` on (log.hpp's format).
+void rechain(std::vector<std::string>& lines, std::size_t from) {
+  const std::string prev_key = ",\"prev\":\"";
+  const std::string hash_key = ",\"hash\":\"";
+  for (std::size_t k = from; k < lines.size(); ++k) {
+    std::string& line = lines[k];
+    if (k > 0) {
+      const std::string& before = lines[k - 1];
+      std::string prev = before.substr(before.rfind(hash_key) + hash_key.size(), 64);
+      line.replace(line.rfind(prev_key) + prev_key.size(), 64, prev);
+    }
+    std::string payload = line.substr(0, line.rfind(hash_key));
+    line = payload + hash_key + sha256_hex(payload) + "\"}";
+  }
+}
+
 // The edit of a copy of the audit log that verify must report at the given line.
 void expect_tamper_detected(const ServerConfig& c, const std::string& what, const std::vector<std::string>& lines,
-                            std::size_t bad_line) {
+                            std::size_t bad_line, const std::string& problem = "") {
   fs::path copy = c.audit_log.parent_path() / ("tampered-" + what + ".log");
   write_file(copy.string(), joined(lines));
   ProcessResult r = audit_verify(copy);
   EXPECT_NE(r.exit_code, 0) << what << ": " << r.out << r.err;
   EXPECT_NE(r.err.find("line " + std::to_string(bad_line) + ":"), std::string::npos)
       << what << ": expected line " << bad_line << " named in: " << r.err;
+  EXPECT_NE(r.err.find(problem), std::string::npos) << what << ": expected '" << problem << "' in: " << r.err;
 }
 
 TEST(ServeLoad, ConcurrentClientsLeaveExactlyOneVerifiableAuditRecordPerRequest) {
@@ -701,118 +735,154 @@ TEST(ServeLoad, ConcurrentClientsLeaveExactlyOneVerifiableAuditRecordPerRequest)
     std::string& line = changed[middle];
     std::size_t at = line.find("\"request_id\":\"") + 14;
     line[at] = line[at] == 'a' ? 'b' : 'a';  // one byte of a middle record
-    expect_tamper_detected(c, "changed", changed, middle + 1);
+    expect_tamper_detected(c, "changed", changed, middle + 1, "hash mismatch");
   }
   {
     std::vector<std::string> removed = lines;
     removed.erase(removed.begin() + static_cast<std::ptrdiff_t>(middle));
-    expect_tamper_detected(c, "removed", removed, middle + 1);
+    expect_tamper_detected(c, "removed", removed, middle + 1, "removed");
   }
   {
     std::vector<std::string> swapped = lines;
     std::swap(swapped[middle], swapped[middle + 1]);
-    expect_tamper_detected(c, "swapped", swapped, middle + 1);
+    expect_tamper_detected(c, "swapped", swapped, middle + 1, "reordered");
+  }
+  {
+    // A changed record with the chain recomputed after it: caught at the next
+    // checkpoint, whose signature covers the old chain.
+    std::vector<std::string> rewritten = lines;
+    std::string& line = rewritten[middle];
+    line.replace(line.find("\"identity\":\"admin\""), 18, "\"identity\":\"admim\"");
+    rechain(rewritten, middle);
+    std::size_t checkpoint = middle + 1;
+    while (rewritten[checkpoint].find("\"type\":\"checkpoint\"") == std::string::npos) ++checkpoint;
+    expect_tamper_detected(c, "rechained", rewritten, checkpoint + 1, "signature");
+    std::vector<std::string> unchanged = lines;
+    rechain(unchanged, middle);
+    ASSERT_EQ(unchanged, lines) << "rechain() recomputes the same hashes as keyhold";
   }
   {
     std::vector<std::string> swapped = lines;  // two lines far apart
     std::swap(swapped[10], swapped[middle]);
-    expect_tamper_detected(c, "swapped-far", swapped, 11);
+    expect_tamper_detected(c, "swapped-far", swapped, 11, "reordered");
   }
 }
 
-// ---- 2: SIGTERM under load ----------------------------------------------------------
+// ---- 2: signals under load --------------------------------------------------------------
 
-TEST(ServeLoad, SigtermUnderLoadAnswersOnlyCompletelyAndLeavesASignedLog) {
-  constexpr int kThreads = 12;
-  ServerConfig c = server_config("sigterm", admin_policy({}));
-  auto server = ServeProcess::start(c.config);
-  TlsClient client;
-  Failures failures;
-  std::atomic<bool> signaled{false};
-  std::atomic<std::size_t> complete{0};
-  std::atomic<std::size_t> incomplete{0};
-  std::atomic<std::size_t> after_signal{0};
-  std::vector<std::vector<std::string>> received(kThreads);  // request ids of complete responses
-  const auto hard_deadline = Clock::now() + 90s;
+// Client threads that hammer one server (datakey, encrypt, decrypt of their
+// own ciphertexts, health: all expected to be 200) until told to finish, or,
+// once `signaled` is set, until the server no longer takes connections.
+class Load {
+ public:
+  Load(const TlsClient& client, int port, int threads) : client_(client), port_(port), received_(threads) {
+    for (int t = 0; t < threads; ++t) threads_.emplace_back([this, t] { run(t); });
+  }
+  ~Load() { join(); }
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
 
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937_64 random(static_cast<std::uint64_t>(t) + 100);
-      const std::string tag = "t" + std::to_string(t);
-      const Json context = {{"thread", tag}};
-      std::vector<std::pair<std::string, std::string>> mine;
-      std::unique_ptr<Connection> connection;
-      for (int i = 0; Clock::now() < hard_deadline; ++i) {
-        if (!connection) {
-          bool before = !signaled.load();
-          std::string why;
-          connection = Connection::open(client, server->port(), &why);
-          if (!connection) {
-            if (before) failures.add(tag + ": cannot connect before SIGTERM: " + why);
-            return;  // the server no longer accepts: done
-          }
-        }
-        bool was_signaled = signaled.load();
-        std::optional<Reply> reply;
-        std::string expected_plaintext;
-        switch (mine.empty() ? 0 : i % 4) {
-          case 0:
-            reply = connection->post("/v1/keks/load/datakey", {{"context", context}});
-            break;
-          case 1:
-            expected_plaintext = random_base64(random, 48);
-            reply = connection->post("/v1/keks/load/encrypt", {{"plaintext", expected_plaintext}, {"context", context}});
-            break;
-          case 2: {
-            const auto& [ciphertext, plaintext] = mine[random() % mine.size()];
-            expected_plaintext = plaintext;
-            reply = connection->post("/v1/keks/load/decrypt", {{"ciphertext", ciphertext}, {"context", context}});
-            break;
-          }
-          default: reply = connection->get("/v1/health"); break;
-        }
-        if (!reply) {
-          // Cut by the stop (or, before it, a failure).
-          if (!signaled.load()) failures.add(tag + ": no complete response before SIGTERM");
-          ++incomplete;
-          connection.reset();
-          continue;
-        }
-        ++complete;
-        if (was_signaled) ++after_signal;
-        received[static_cast<std::size_t>(t)].push_back(reply->request_id());
-        Json body = reply->json();
-        if (reply->status != 200 || body.is_discarded()) {
-          failures.add(tag + ": status " + std::to_string(reply->status) + ": " + reply->body);
-        } else if (body.contains("ciphertext")) {
-          mine.emplace_back(body["ciphertext"].get<std::string>(),
-                            body.contains("plaintext") ? body["plaintext"].get<std::string>() : expected_plaintext);
-        } else if (body.contains("plaintext") && body["plaintext"] != expected_plaintext) {
-          failures.add(tag + ": wrong plaintext");
-        }
-        if (reply->closes()) connection.reset();
-      }
-      failures.add(tag + ": still running at the hard deadline");
-    });
+  void join() {
+    for (auto& thread : threads_) {
+      if (thread.joinable()) thread.join();
+    }
   }
 
-  // Mid-way: once the load is well under way.
-  bool loaded = eventually(60s, [&] { return complete.load() >= 1500; }, 10ms);
-  signaled = true;
-  server->signal(SIGTERM);
-  // The server's shutdown grace is 10 s (http::ServerSettings' default; serve does not change it), plus a
-  // margin for the final checkpoint and the exit.
-  int status = server->wait(15s);
-  for (auto& thread : threads) thread.join();
-  ASSERT_TRUE(loaded) << "the clients did not get going: " << failures.text();
-  EXPECT_EQ(status, 0) << server->err();
-  EXPECT_EQ(failures.count(), 0u) << failures.text();
-  EXPECT_NE(server->out().find("stopped"), std::string::npos) << server->out();
+  std::atomic<bool> signaled{false};  // SIGTERM sent: a refused connection ends a client
+  std::atomic<bool> finish{false};    // clients stop after their current request
+  std::atomic<std::size_t> complete{0};      // responses that arrived complete
+  std::atomic<std::size_t> incomplete{0};    // requests whose response was cut
+  std::atomic<std::size_t> after_signal{0};  // complete responses to requests sent after `signaled`
+  std::atomic<std::size_t> connections{0};   // connections opened
+  Failures failures;
 
-  ProcessResult verified = audit_verify(c.audit_log);
+  // The request ids of the complete responses. After join().
+  std::vector<std::string> received() const {
+    std::vector<std::string> out;
+    for (const auto& ids : received_) out.insert(out.end(), ids.begin(), ids.end());
+    return out;
+  }
+
+ private:
+  void run(int t) {
+    const auto hard_deadline = Clock::now() + 90s;
+    std::mt19937_64 random(static_cast<std::uint64_t>(t) + 100);
+    const std::string tag = "t" + std::to_string(t);
+    const Json context = {{"thread", tag}};
+    std::vector<std::pair<std::string, std::string>> mine;  // ciphertext, plaintext (base64)
+    std::unique_ptr<Connection> connection;
+    for (int i = 0; !finish.load(); ++i) {
+      if (Clock::now() >= hard_deadline) {
+        failures.add(tag + ": still running at the hard deadline");
+        return;
+      }
+      if (!connection) {
+        bool before = !signaled.load();
+        std::string why;
+        connection = Connection::open(client_, port_, &why);
+        if (!connection) {
+          if (before) failures.add(tag + ": cannot connect before SIGTERM: " + why);
+          return;  // the server no longer accepts: done
+        }
+        ++connections;
+      }
+      bool was_signaled = signaled.load();
+      std::optional<Reply> reply;
+      std::string expected_plaintext;
+      switch (mine.empty() ? 0 : i % 4) {
+        case 0:
+          reply = connection->post("/v1/keks/load/datakey", {{"context", context}});
+          break;
+        case 1:
+          expected_plaintext = random_base64(random, 48);
+          reply = connection->post("/v1/keks/load/encrypt", {{"plaintext", expected_plaintext}, {"context", context}});
+          break;
+        case 2: {
+          const auto& [ciphertext, plaintext] = mine[random() % mine.size()];
+          expected_plaintext = plaintext;
+          reply = connection->post("/v1/keks/load/decrypt", {{"ciphertext", ciphertext}, {"context", context}});
+          break;
+        }
+        default: reply = connection->get("/v1/health"); break;
+      }
+      if (!reply) {
+        // Cut by the stop (before it: a failure).
+        if (!signaled.load()) failures.add(tag + ": no complete response before SIGTERM");
+        ++incomplete;
+        connection.reset();
+        continue;
+      }
+      ++complete;
+      if (was_signaled) ++after_signal;
+      received_[static_cast<std::size_t>(t)].push_back(reply->request_id());
+      Json body = reply->json();
+      if (reply->status != 200 || body.is_discarded()) {
+        failures.add(tag + ": status " + std::to_string(reply->status) + ": " + reply->body);
+      } else if (body.contains("ciphertext")) {
+        mine.emplace_back(body["ciphertext"].get<std::string>(),
+                          body.contains("plaintext") ? body["plaintext"].get<std::string>() : expected_plaintext);
+      } else if (body.contains("plaintext") && body["plaintext"] != expected_plaintext) {
+        failures.add(tag + ": wrong plaintext");
+      }
+      if (reply->closes()) {
+        if (!signaled.load()) failures.add(tag + ": the server closed the connection before SIGTERM");
+        connection.reset();
+      }
+    }
+  }
+
+  const TlsClient& client_;
+  int port_;
+  std::vector<std::vector<std::string>> received_;
+  std::vector<std::thread> threads_;
+};
+
+// The log verifies, ends with a checkpoint, has each request id at most once,
+// only allowed events, and a record for every response in `received`.
+void expect_complete_signed_log(const fs::path& log, const std::vector<std::string>& received) {
+  ProcessResult verified = audit_verify(log);
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
-  std::vector<Json> records = records_of(c.audit_log);
+  std::vector<Json> records = records_of(log);
   ASSERT_FALSE(records.empty());
   EXPECT_EQ(records.back()["type"], "checkpoint") << records.back().dump();
   std::set<std::string> logged;
@@ -822,16 +892,67 @@ TEST(ServeLoad, SigtermUnderLoadAnswersOnlyCompletelyAndLeavesASignedLog) {
     EXPECT_EQ(r["outcome"], "allowed") << r.dump();
   }
   std::size_t missing = 0;
-  for (const auto& ids : received) {
-    for (const std::string& id : ids) {
-      if (logged.count(id) == 0 && ++missing <= 10) ADD_FAILURE() << "response " << id << " has no audit record";
-    }
+  for (const std::string& id : received) {
+    if (logged.count(id) == 0 && ++missing <= 10) ADD_FAILURE() << "response " << id << " has no audit record";
   }
   EXPECT_EQ(missing, 0u);
-  EXPECT_GE(logged.size(), complete.load());
-  std::cout << "[          ] " << complete.load() << " complete responses (" << after_signal.load()
-            << " to requests sent after SIGTERM), " << incomplete.load() << " cut, " << logged.size()
-            << " audit records\n";
+  EXPECT_GE(logged.size(), received.size());
+}
+
+TEST(ServeLoad, SigtermUnderLoadAnswersOnlyCompletelyAndLeavesASignedLog) {
+  ServerConfig c = server_config("sigterm", admin_policy({}));
+  auto server = ServeProcess::start(c.config);
+  TlsClient client;
+  Load load(client, server->port(), 12);
+
+  // Mid-way: once the load is well under way.
+  bool loaded = eventually(60s, [&] { return load.complete.load() >= 1500; }, 10ms);
+  load.signaled = true;
+  server->signal(SIGTERM);
+  // The server's shutdown grace is 10 s (http::ServerSettings' default; serve does not change it), plus a
+  // margin for the final checkpoint and the exit.
+  int status = server->wait(15s);
+  load.join();
+  ASSERT_TRUE(loaded) << "the clients did not get going: " << load.failures.text();
+  EXPECT_EQ(status, 0) << server->err();
+  EXPECT_EQ(load.failures.count(), 0u) << load.failures.text();
+  EXPECT_NE(server->out().find("stopped"), std::string::npos) << server->out();
+  expect_complete_signed_log(c.audit_log, load.received());
+  std::cout << "[          ] " << load.complete.load() << " complete responses (" << load.after_signal.load()
+            << " to requests sent after SIGTERM), " << load.incomplete.load() << " cut\n";
+}
+
+TEST(ServeLoad, SighupUnderLoadDropsNoRequestAndNoConnection) {
+  constexpr int kThreads = 8;
+  ServerConfig c = server_config("hupload", admin_policy({}));
+  auto server = ServeProcess::start(c.config);
+  TlsClient client;
+  Load load(client, server->port(), kThreads);
+
+  std::size_t at = 0;
+  for (int reload = 1; reload <= 3; ++reload) {
+    at += 300;
+    ASSERT_TRUE(eventually(60s, [&] { return load.complete.load() >= at; }, 10ms)) << load.failures.text();
+    server->signal(SIGHUP);
+    // Reloads are counted once done; wait for each so that signals do not merge.
+    ASSERT_TRUE(eventually(20s, [&] {
+      auto connection = Connection::open(client, server->port());
+      std::optional<Reply> reply = connection ? connection->get("/metrics") : std::nullopt;
+      return reply && metric(reply->body, "keyhold_reloads_total").value_or(-1) == reload;
+    }, 100ms)) << "reload " << reload << ": " << server->err();
+  }
+  at += 300;
+  EXPECT_TRUE(eventually(60s, [&] { return load.complete.load() >= at; }, 10ms));
+  load.finish = true;
+  load.join();
+  EXPECT_EQ(load.failures.count(), 0u) << load.failures.text();
+  EXPECT_EQ(load.incomplete.load(), 0u);
+  EXPECT_EQ(load.connections.load(), static_cast<std::size_t>(kThreads)) << "every client kept its connection";
+  EXPECT_EQ(server->err().find("reload failed"), std::string::npos) << server->err();
+
+  server->signal(SIGTERM);
+  ASSERT_EQ(server->wait(60s), 0) << server->err();
+  expect_complete_signed_log(c.audit_log, load.received());
 }
 
 // ---- 3: SIGHUP and the policy ----------------------------------------------------------
