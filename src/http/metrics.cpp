@@ -142,7 +142,7 @@ std::string Metrics::render() const {
            "Connections closed for a handshake, request head or body that took too long.", s.timeouts);
     single(out, "keyhold_http_responses_total", "counter", "Responses of the HTTP layer, including its own errors.",
            s.requests);
-    single(out, "keyhold_reloads_total", "counter", "Successful reloads of the TLS material (SIGHUP).", s.reloads);
+    single(out, "keyhold_reloads_total", "counter", "Successful reloads on SIGHUP (profiles, policy, server certificate, client CAs and CRLs).", s.reloads);
   }
   if (sources.audit) {
     audit::LogStats a = sources.audit();

@@ -1213,7 +1213,7 @@ struct ServerSignals::State {
     signals.async_wait([this](error_code ec, int signal) {
       if (ec) return;
       if (signal == SIGHUP) {
-        log::info("http: SIGHUP: reloading the TLS material");
+        log::info("http: SIGHUP: reloading (load_material: in keyhold serve, the profiles, the policy and the TLS material)");
         try {
           server.reload(load());
         } catch (const std::exception& e) {
