@@ -13,6 +13,7 @@
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
+#include "keyhold/core/names.hpp"
 #include "keyhold/core/secret.hpp"
 #include "keyhold/core/text.hpp"
 #include "keyhold/crypto/key_type.hpp"
@@ -402,6 +403,14 @@ const Route& find_route(const std::vector<Route>& routes, std::string_view metho
   throw Error(ErrorCode::NotFound, "no such API path");
 }
 
+// What the {name} of an operation's path names, for validate_name's message.
+std::string_view name_kind(std::string_view operation) {
+  if (operation.rfind("kek.", 0) == 0) return "KEK";
+  if (operation.rfind("pki.", 0) == 0) return "CA";
+  if (operation.rfind("ssh.", 0) == 0) return "SSH CA";
+  return "key";
+}
+
 void require_json(const Request& request) {
   if (request.body.empty()) return;
   std::string_view type = request.content_type;
@@ -439,6 +448,9 @@ Response Api::route(Call& call) {
       throw Refusal{429, "resource_exhausted", "too many requests: slow down and retry"};
     }
   }
+  // A {name} that is not a keyhold name names nothing: bad input, not a
+  // matter for the policy (which would deny it to every caller, admin too).
+  if (!call.parameter.empty()) validate_name(name_kind(call.operation), call.parameter);
   const Request& request = call.request;
   if (request.method == "POST") require_json(request);
   const std::string& name = call.parameter;
@@ -490,6 +502,7 @@ Response Api::route(Call& call) {
     Json body = body_object(request, {"name", "type", "purpose"});
     std::string key_name = required_string(body, "name");
     call.resource = "key:" + key_name;
+    validate_name("key", key_name);
     std::string type_text = required_string(body, "type");
     std::optional<crypto::KeyType> type = crypto::parse_key_type(type_text);
     if (!type) invalid("unknown key type " + shown(type_text));
