@@ -69,6 +69,7 @@ std::vector<Command> ssh_commands();
 std::vector<Command> envelope_commands();
 std::vector<Command> audit_commands();
 std::vector<Command> serve_commands();
+std::vector<Command> renew_commands();
 
 // Prints JSON (pretty) to the context's output.
 void print_json(Context& context, const nlohmann::json& value);

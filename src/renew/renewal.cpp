@@ -1,0 +1,1 @@
+#include "keyhold/renew/renewal.hpp"
