@@ -132,6 +132,129 @@ run keyhold unseal --context file=other.bin --in "$env_dir/report.bin.khs" --out
   echo "(exit status $?: as documented in docs/envelope.md)"
 ls "$env_dir/wrong.out" 2>/dev/null || echo "(no $env_dir/wrong.out)"
 
+say "The service: keyhold serve, HTTPS with mutual TLS, on a free port (init --dev made its CA, certificates and policy)"
+dev="$root/var/demo"
+api_dir="$dev/api"
+mkdir -p "$api_dir"
+serve_out="$api_dir/serve.out"
+serve_pid=""
+# Whatever happens from here on, the service does not outlive the demo.
+stop_service() {
+  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    kill -TERM "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+  fi
+}
+trap stop_service EXIT
+trap 'exit 130' INT TERM
+printf '$ keyhold serve --listen 127.0.0.1:0 &\n'
+"$keyhold" serve --listen 127.0.0.1:0 > "$serve_out" 2> "$api_dir/serve.err" &
+serve_pid=$!
+address=""
+for _ in $(seq 1 300); do
+  address=$(sed -n 's#^keyhold serve: listening on https://\([^ ]*\).*#\1#p' "$serve_out")
+  [ -n "$address" ] && break
+  kill -0 "$serve_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$address" ]; then
+  echo "keyhold serve did not start:" >&2
+  cat "$serve_out" "$api_dir/serve.err" >&2
+  exit 1
+fi
+cat "$serve_out"
+url="https://$address"
+echo "(port 0: the kernel picked the port; the service printed where it listens)"
+
+# curl as the development client 'admin', whom the development policy allows everything.
+# --fail-with-body: an unexpected HTTP error stops the demo, showing the error body.
+api() { curl -sS --fail-with-body --cacert "$dev/ca.pem" --cert "$dev/admin.pem" --key "$dev/admin-key.pem" "$@"; }
+show() { printf '$ curl --cacert ca.pem --cert admin.pem --key admin-key.pem %s\n' "$*"; }
+# The value of a JSON string field of a one-line answer (keyhold's answers are one line).
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+# A file's text as a JSON string's content (PEM: newlines become \n).
+json_text() { awk '{ printf "%s\\n", $0 }' "$1"; }
+
+say "Every client presents a certificate: here 'admin' (CN=admin, from the dev CA); the token, store and audit log are checked"
+show "$url/v1/health"
+api "$url/v1/health"
+
+say "An application asks for a data key under the KEK demo-data: the plaintext key to use, the ciphertext to store"
+show "-H 'Content-Type: application/json' -d '{\"context\":{\"app\":\"demo\"}}' $url/v1/keks/demo-data/datakey"
+api -H 'Content-Type: application/json' -d '{"context":{"app":"demo"}}' "$url/v1/keks/demo-data/datakey" | tee "$api_dir/datakey.json"
+data_key=$(field plaintext < "$api_dir/datakey.json")
+wrapped=$(field ciphertext < "$api_dir/datakey.json")
+
+say "Later it sends the stored ciphertext back, with the same context, and gets the same data key"
+show "-H 'Content-Type: application/json' -d '{\"ciphertext\":\"$wrapped\",\"context\":{\"app\":\"demo\"}}' $url/v1/keks/demo-data/decrypt"
+api -H 'Content-Type: application/json' -d "{\"ciphertext\":\"$wrapped\",\"context\":{\"app\":\"demo\"}}" \
+  "$url/v1/keks/demo-data/decrypt" | tee "$api_dir/decrypt.json"
+if [ "$(field plaintext < "$api_dir/decrypt.json")" = "$data_key" ]; then
+  echo "(the same data key, base64)"
+else
+  echo "the decrypted data key differs from the one generated" >&2
+  exit 1
+fi
+
+say "A certificate from a CSR over the API: openssl makes the key and the CSR, the CA demo-issuing signs in the token"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$api_dir/api.key" \
+  -subj /CN=api.demo.test -addext subjectAltName=DNS:api.demo.test -out "$api_dir/api.csr" 2>/dev/null
+printf '{"profile":"server","csr":"%s","days":30}' "$(json_text "$api_dir/api.csr")" > "$api_dir/issue-request.json"
+show "-H 'Content-Type: application/json' --data-binary @issue-request.json $url/v1/pki/demo-issuing/issue"
+api -H 'Content-Type: application/json' --data-binary @"$api_dir/issue-request.json" \
+  "$url/v1/pki/demo-issuing/issue" > "$api_dir/issue.json"
+field certificate < "$api_dir/issue.json" | sed 's/\\n/\n/g' | sed '/^$/d' > "$api_dir/api.pem"
+field chain < "$api_dir/issue.json" | sed 's/\\n/\n/g' | sed '/^$/d' > "$api_dir/api-chain.pem"
+echo "serial $(field serial < "$api_dir/issue.json"), subject $(field subject < "$api_dir/issue.json"), until $(field not_after < "$api_dir/issue.json")"
+run openssl verify -x509_strict -CAfile "$work/root.pem" -untrusted "$api_dir/api-chain.pem" "$api_dir/api.pem"
+
+say "An SSH user certificate over the API, for Bob's key, from the SSH CA demo-users"
+ssh-keygen -q -t ed25519 -N "" -C bob@laptop -f "$api_dir/bob"
+printf '{"public_key":"%s","type":"user","key_id":"bob@laptop","principals":["bob"],"validity":"1h"}' \
+  "$(cat "$api_dir/bob.pub")" > "$api_dir/sign-request.json"
+show "-H 'Content-Type: application/json' --data-binary @sign-request.json $url/v1/ssh/demo-users/sign"
+api -H 'Content-Type: application/json' --data-binary @"$api_dir/sign-request.json" \
+  "$url/v1/ssh/demo-users/sign" > "$api_dir/sign.json"
+field certificate < "$api_dir/sign.json" > "$api_dir/bob-cert.pub"
+echo "serial $(field serial < "$api_dir/sign.json") (a string: SSH serials are 64-bit)"
+ssh-keygen -L -f "$api_dir/bob-cert.pub" | sed -n '1,9p'
+
+say "A second client, 'mallory' (its certificate from the dev CA, issued over the API): the policy names only 'admin'"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$api_dir/mallory-key.pem" \
+  -subj /CN=mallory -addext subjectAltName=email:mallory@localhost -out "$api_dir/mallory.csr" 2>/dev/null
+printf '{"profile":"client","csr":"%s"}' "$(json_text "$api_dir/mallory.csr")" > "$api_dir/mallory-request.json"
+api -H 'Content-Type: application/json' --data-binary @"$api_dir/mallory-request.json" \
+  "$url/v1/pki/dev/issue" > "$api_dir/mallory.json"
+field certificate < "$api_dir/mallory.json" | sed 's/\\n/\n/g' | sed '/^$/d' > "$api_dir/mallory.pem"
+printf '$ curl --cacert ca.pem --cert mallory.pem --key mallory-key.pem -H %s -d %s %s\n' \
+  "'Content-Type: application/json'" "'{\"context\":{\"app\":\"demo\"}}'" "$url/v1/keks/demo-data/datakey"
+status=$(curl -sS -o "$api_dir/denied.json" -w '%{http_code}' --cacert "$dev/ca.pem" --cert "$api_dir/mallory.pem" \
+  --key "$api_dir/mallory-key.pem" -H 'Content-Type: application/json' -d '{"context":{"app":"demo"}}' \
+  "$url/v1/keks/demo-data/datakey")
+echo "HTTP $status"
+cat "$api_dir/denied.json"
+[ "$status" = 403 ] || { echo "expected 403 for mallory" >&2; exit 1; }
+echo "(denied, and the answer names only the operation and the resource)"
+
+say "What the service counted (Prometheus text at /metrics)"
+show "$url/metrics"
+api "$url/metrics" | grep '^keyhold_requests_total'
+
+say "SIGTERM: the service stops accepting, finishes what is in flight, signs a last audit checkpoint and exits 0"
+printf '$ kill -TERM %s; wait %s\n' "$serve_pid" "$serve_pid"
+kill -TERM "$serve_pid"
+serve_status=0
+wait "$serve_pid" || serve_status=$?
+serve_pid=""
+tail -n +2 "$serve_out"
+echo "(exit status $serve_status)"
+[ "$serve_status" = 0 ]
+
+say "The audit log: one hash-chained record per request, checkpoints signed by a key in the token"
+echo "mallory's refused request, as recorded:"
+grep '"outcome":"denied"' "$dev/audit.log"
+run keyhold audit verify
+
 cat <<NEXT
 
 == Try next
@@ -145,6 +268,8 @@ cat <<NEXT
   keyhold ca rotate demo-issuing && keyhold ca show demo-issuing
   keyhold ssh keygen deploy --type ecdsa-p256     # an SSH key in the token, for ssh -I (docs/ssh.md)
   keyhold rewrap --context app=demo --in $env_dir/data.key.kh1   # the data key under the KEK's version 2 (docs/envelope.md)
+  keyhold serve &        # the service on 127.0.0.1:8443; then, from $dev:
+  curl --cacert ca.pem --cert admin.pem --key admin-key.pem https://localhost:8443/v1/keks/demo-data   # (docs/api.md)
   scripts/test.sh        # every test, against real SoftHSM tokens and peers
-Docs: docs/cli.md, docs/pki.md, docs/ssh.md, docs/envelope.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
+Docs: docs/cli.md, docs/api.md, docs/operations.md, docs/policy.md, docs/pki.md, docs/ssh.md, docs/envelope.md, docs/configuration.md, docs/security-model.md, docs/architecture.md
 NEXT
