@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "keyhold/core/error.hpp"
+#include "keyhold/core/log.hpp"
 
 namespace keyhold::service {
 namespace {
@@ -85,6 +86,8 @@ auto Operations::run(const Caller& caller, authz::Request request, F&& operation
     }
   }
   if (!decision.allowed) {
+    // The caller hears only decision.reason; why is for the operator.
+    if (!decision.detail.empty()) log::info("request " + caller.request_id + ": " + decision.reason + ": " + decision.detail);
     record("denied", to_string(ErrorCode::PermissionDenied));
     throw Error(ErrorCode::PermissionDenied, decision.reason);
   }

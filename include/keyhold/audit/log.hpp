@@ -8,8 +8,8 @@
 // no whitespace anywhere outside strings:
 //
 //   {"seq":1,"time":"2030-01-02T03:04:05.000006Z","type":"event","request_id":"r1",
-//    "identity":"CN=svc","client_address":"10.0.0.1:5555","operation":"encrypt",
-//    "resource":"kek/payments","outcome":"allowed","error_code":"","latency_us":1200,
+//    "identity":"svc","client_address":"10.0.0.1:5555","operation":"kek.encrypt",
+//    "resource":"kek:payments","outcome":"allowed","error_code":"","latency_us":1200,
 //    "context":{"app":"billing"},"prev":"<64 hex>","hash":"<64 hex>"}
 //   {"seq":4,"time":"...","type":"checkpoint","key":"spki-sha256:<64 hex>",
 //    "algorithm":"ed25519","signature":"<base64>","prev":"<64 hex>","hash":"<64 hex>"}
@@ -84,10 +84,10 @@ struct Event {
   std::string request_id;
   std::string identity;        // the authenticated client, e.g. its certificate subject
   std::string client_address;  // "ip:port"
-  std::string operation;       // e.g. "encrypt"
-  std::string resource;        // e.g. "kek/payments"
+  std::string operation;       // e.g. "kek.encrypt" (authz operation names; "health", "unknown", ...)
+  std::string resource;        // e.g. "kek:payments"
   std::string outcome;         // "allowed" (it succeeded), "denied" or "failed"
-  std::string error_code;      // empty on success; the canonical code name otherwise ("PermissionDenied")
+  std::string error_code;      // empty on success; the error code otherwise ("permission_denied", see to_string(ErrorCode))
   std::chrono::microseconds latency{0};
   std::map<std::string, std::string> context;  // encryption context keys and values, nothing else
 };

@@ -100,12 +100,12 @@ struct Request {
 
 struct Decision {
   bool allowed = false;
-  // When allowed: the name of the first rule (in file order) that allows it, for the audit log.
+  // When allowed: the name of the first rule (in file order) that allows it (the service's debug log).
   std::string rule;
   // When denied: "kek.decrypt on kek:payments denied", what the caller is told. Names
   // the operation and the resource and nothing more (no rule, no constraint, no value).
   std::string reason;
-  // When denied: why, for the server's own log and the audit log only, never for the
+  // When denied: why, for the server's own log only (info level), never for the
   // caller: which rules came close and which of their constraints failed (names of
   // rules, constraints and context keys; no values from the request).
   std::string detail;
