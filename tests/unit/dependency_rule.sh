@@ -44,6 +44,10 @@ forbid '#include [<"](p11-kit/|keyhold/(hsm|crypto|store|pki|ssh|envelope|servic
   "http's transport knows core only" src/http/server.cpp include/keyhold/http/server.hpp
 forbid '#include [<"](p11-kit/|keyhold/(hsm|app)/)' "http knows service and below, not PKCS#11 or app" \
   src/http include/keyhold/http
+# renew (keyhold renew's file, due logic, file set, HTTPS client) knows core and ssh's formats; the CA host's
+# issuance reaches it through renew::LocalAuthority, implemented by the command line over app.
+forbid '#include [<"](p11-kit/|keyhold/(hsm|store|pki|envelope|service|app|http|audit|authz)/)' \
+  "renew knows core and ssh only" src/renew include/keyhold/renew
 # Only crypto's public header for the concrete key ring may name hsm (by forward declaration).
 forbid '#include "keyhold/hsm/' "public crypto headers do not include hsm" include/keyhold/crypto
 [ $status -eq 0 ] && echo "dependency rule holds"
