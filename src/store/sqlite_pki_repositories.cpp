@@ -1,5 +1,6 @@
 // The SQLite implementation of CaRepository and CertificateRepository
-// (tables of migration 2 in sqlite_store.cpp).
+// (tables of migration 2 in sqlite_store.cpp; published_crls and
+// expired_certificates of migration 6).
 //
 // Same rules as the key repository there: every call holds the connection's
 // lock (and so joins its thread's open Transaction), values go through bound
@@ -10,6 +11,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -123,6 +125,41 @@ void require_version_state(std::string_view state, std::int64_t version_id) {
                                                                in_quotes(state) + " is not active or retired");
 }
 
+// ---- published_crls ----
+
+// crl_der last, so that the summary can leave it out.
+constexpr const char* kPublishedCrlColumns =
+    "ca_version_id, crl_number, this_update, next_update, revoked_count, revoked_digest, stale, published_at";
+
+PublishedCrlRecord read_published_crl(const Query& q, bool with_der) {
+  PublishedCrlRecord r;
+  r.ca_version_id = q.integer(0);
+  r.crl_number = q.integer(1);
+  r.this_update = q.text(2);
+  r.next_update = q.text(3);
+  r.revoked_count = q.integer(4);
+  r.revoked_digest = q.blob(5);
+  r.stale = q.integer(6) != 0;
+  r.published_at = q.text(7);
+  if (with_der) r.crl_der = q.blob(8);
+  return r;
+}
+
+// The rules of migration 6's CHECK constraints, first, for a message that
+// says which field is wrong.
+void validate(const PublishedCrlRecord& r, const std::string& published_at) {
+  std::string what = "published CRL " + std::to_string(r.crl_number) + " of CA version " + std::to_string(r.ca_version_id);
+  require(r.crl_number >= 1, what + ": CRL number must be 1 or more");
+  require_timestamp(r.this_update, "this_update", what);
+  require_timestamp(r.next_update, "next_update", what);
+  require(r.this_update < r.next_update, what + ": next_update is not after this_update");
+  require(r.revoked_count >= 0, what + ": revoked count is negative");
+  require(r.revoked_digest.size() == 32, what + ": the revoked set's digest is not 32 bytes (SHA-256)");
+  require(!r.stale, what + ": a CRL is published current (stale false)");
+  require(!r.crl_der.empty(), what + ": the CRL is empty");
+  require_timestamp(published_at, "published_at", what);
+}
+
 class SqliteCaRepository final : public CaRepository {
  public:
   explicit SqliteCaRepository(Database& db)
@@ -155,7 +192,24 @@ class SqliteCaRepository final : public CaRepository {
         set_version_crl_number_(db.prepare("UPDATE ca_versions SET crl_number = ?2 WHERE id = ?1",
                                            "prepare set version CRL number")),
         raise_crl_number_(db.prepare("UPDATE cas SET crl_number = MAX(crl_number, ?2) WHERE id = ?1",
-                                     "prepare raise CA CRL number")) {}
+                                     "prepare raise CA CRL number")),
+        published_crl_(db.prepare(std::string("SELECT ") + kPublishedCrlColumns +
+                                      ", crl_der FROM published_crls WHERE ca_version_id = ?1",
+                                  "prepare find published CRL")),
+        published_crl_summary_(db.prepare(std::string("SELECT ") + kPublishedCrlColumns +
+                                              " FROM published_crls WHERE ca_version_id = ?1",
+                                          "prepare find published CRL summary")),
+        // An older number never replaces a newer one: the WHERE of the
+        // upsert leaves the row alone (and changes() at 0).
+        publish_crl_(db.prepare("INSERT INTO published_crls (ca_version_id, crl_number, this_update, next_update, "
+                                "revoked_count, revoked_digest, stale, crl_der, published_at) "
+                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8) "
+                                "ON CONFLICT (ca_version_id) DO UPDATE SET crl_number = excluded.crl_number, "
+                                "this_update = excluded.this_update, next_update = excluded.next_update, "
+                                "revoked_count = excluded.revoked_count, revoked_digest = excluded.revoked_digest, "
+                                "stale = 0, crl_der = excluded.crl_der, published_at = excluded.published_at "
+                                "WHERE excluded.crl_number > published_crls.crl_number",
+                                "prepare publish CRL")) {}
 
   void insert(CaRecord& record) override {
     static constexpr std::string_view kOp = "insert CA";
@@ -276,6 +330,43 @@ class SqliteCaRepository final : public CaRepository {
     return number;
   }
 
+  std::optional<PublishedCrlRecord> published_crl(std::int64_t version_id) override {
+    return select_one(
+        db_, published_crl_, "find published CRL", [](const Query& q) { return read_published_crl(q, true); },
+        version_id);
+  }
+
+  std::optional<PublishedCrlRecord> published_crl_summary(std::int64_t version_id) override {
+    return select_one(
+        db_, published_crl_summary_, "find published CRL summary",
+        [](const Query& q) { return read_published_crl(q, false); }, version_id);
+  }
+
+  bool publish_crl(PublishedCrlRecord& record) override {
+    static constexpr std::string_view kOp = "publish CRL";
+    std::string published_at = record.published_at.empty() ? now_utc() : record.published_at;
+    validate(record, published_at);
+
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, publish_crl_.get(), kOp);
+    q.bind(1, record.ca_version_id);
+    q.bind(2, record.crl_number);
+    q.bind(3, record.this_update);
+    q.bind(4, record.next_update);
+    q.bind(5, record.revoked_count);
+    q.bind(6, std::span<const std::uint8_t>(record.revoked_digest));
+    q.bind(7, std::span<const std::uint8_t>(record.crl_der));
+    q.bind(8, published_at);
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorCode::NotFound, "no CA version with id " + std::to_string(record.ca_version_id));
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    if (sqlite3_changes(db_.handle()) == 0) return false;
+    record.published_at = std::move(published_at);
+    return true;
+  }
+
  private:
   Database& db_;
   Stmt insert_;
@@ -290,6 +381,9 @@ class SqliteCaRepository final : public CaRepository {
   Stmt next_crl_number_;
   Stmt set_version_crl_number_;
   Stmt raise_crl_number_;
+  Stmt published_crl_;
+  Stmt published_crl_summary_;
+  Stmt publish_crl_;
 };
 
 // ---- certificates ----
@@ -368,7 +462,29 @@ class SqliteCertificateRepository final : public CertificateRepository {
                                         "WHERE ca_version_id = ?1 AND status = 'revoked' ORDER BY ") +
                                 kSerialOrder,
                             "prepare list revoked certificates")),
-        count_(db.prepare("SELECT count(*) FROM certificates WHERE ca_version_id = ?1", "prepare count certificates")) {}
+        count_(db.prepare("SELECT count(*) FROM certificates WHERE ca_version_id = ?1", "prepare count certificates")),
+        // certificates_by_version (ca_version_id, not_after) answers it from its last entry.
+        last_not_after_(db.prepare("SELECT max(not_after) FROM certificates WHERE ca_version_id = ?1",
+                                   "prepare read last not_after")),
+        stale_by_version_(db.prepare("UPDATE published_crls SET stale = 1 WHERE ca_version_id = ?1 AND stale = 0",
+                                     "prepare mark published CRL stale")),
+        stale_by_serial_(db.prepare("UPDATE published_crls SET stale = 1 WHERE stale = 0 AND ca_version_id = "
+                                    "(SELECT ca_version_id FROM certificates WHERE serial = ?1)",
+                                    "prepare mark published CRL stale")),
+        // The same condition in both: the step holds the write lock, so the
+        // rows read are the rows marked.
+        to_mark_expired_(db.prepare(std::string("SELECT ") + kCertificateColumns +
+                                        " FROM certificates c WHERE status = 'valid' AND not_after < ?1 AND NOT EXISTS "
+                                        "(SELECT 1 FROM expired_certificates e WHERE e.certificate_id = c.id) "
+                                        "ORDER BY not_after, " + kSerialOrder + ", id",
+                                    "prepare list certificates to mark expired")),
+        mark_expired_(db.prepare("INSERT INTO expired_certificates (certificate_id, marked_at) SELECT id, ?2 "
+                                 "FROM certificates c WHERE status = 'valid' AND not_after < ?1 AND NOT EXISTS "
+                                 "(SELECT 1 FROM expired_certificates e WHERE e.certificate_id = c.id)",
+                                 "prepare mark certificates expired")),
+        expired_marked_at_(db.prepare("SELECT e.marked_at FROM expired_certificates e JOIN certificates c "
+                                      "ON c.id = e.certificate_id WHERE c.serial = ?1",
+                                      "prepare read expiry mark")) {}
 
   void insert(CertificateRecord& record) override {
     static constexpr std::string_view kOp = "insert certificate";
@@ -377,31 +493,45 @@ class SqliteCertificateRepository final : public CertificateRepository {
     std::string sans = to_json_array(record.sans);
 
     auto lock = db_.lock_for(kOp);
-    Query q(db_, insert_.get(), kOp);
-    q.bind(1, record.serial);
-    q.bind(2, record.ca_version_id);
-    q.bind(3, record.subject);
-    q.bind(4, sans);
-    q.bind(5, record.profile);
-    q.bind(6, record.not_before);
-    q.bind(7, record.not_after);
-    q.bind(8, record.status);
-    q.bind(9, record.revoked_at);
-    q.bind(10, record.revocation_reason);
-    q.bind(11, record.requester);
-    q.bind(12, record.key_object_id);
-    q.bind(13, std::span<const std::uint8_t>(record.certificate_der));
-    q.bind(14, created_at);
-    int rc = q.step_rc();
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-      throw Error(ErrorCode::AlreadyExists, "a certificate with serial " + record.serial + " is already in the store");
+    // A certificate recorded as revoked leaves its version's published CRL stale, in the same step.
+    std::optional<AtomicStep> step;
+    if (record.status == kCertificateRevoked) step.emplace(db_, kOp);
+    {
+      Query q(db_, insert_.get(), kOp);
+      q.bind(1, record.serial);
+      q.bind(2, record.ca_version_id);
+      q.bind(3, record.subject);
+      q.bind(4, sans);
+      q.bind(5, record.profile);
+      q.bind(6, record.not_before);
+      q.bind(7, record.not_after);
+      q.bind(8, record.status);
+      q.bind(9, record.revoked_at);
+      q.bind(10, record.revocation_reason);
+      q.bind(11, record.requester);
+      q.bind(12, record.key_object_id);
+      q.bind(13, std::span<const std::uint8_t>(record.certificate_der));
+      q.bind(14, created_at);
+      int rc = q.step_rc();
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        throw Error(ErrorCode::AlreadyExists, "a certificate with serial " + record.serial + " is already in the store");
+      }
+      if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        throw Error(ErrorCode::NotFound, "certificate record " + in_quotes(record.serial) + ": no CA version with id " +
+                                             std::to_string(record.ca_version_id));
+      }
+      if (rc != SQLITE_DONE) q.fail(rc);
     }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-      throw Error(ErrorCode::NotFound, "certificate record " + in_quotes(record.serial) + ": no CA version with id " +
-                                           std::to_string(record.ca_version_id));
+    std::int64_t id = sqlite3_last_insert_rowid(db_.handle());
+    if (step) {
+      {
+        Query stale(db_, stale_by_version_.get(), kOp);
+        stale.bind(1, record.ca_version_id);
+        stale.run();
+      }
+      step->commit();
     }
-    if (rc != SQLITE_DONE) q.fail(rc);
-    record.id = sqlite3_last_insert_rowid(db_.handle());
+    record.id = id;
     record.created_at = std::move(created_at);
   }
 
@@ -454,6 +584,8 @@ class SqliteCertificateRepository final : public CertificateRepository {
     require_reason(reason, what);
 
     auto lock = db_.lock_for(kOp);
+    // The revocation and the published CRL it leaves stale, together.
+    AtomicStep step(db_, kOp);
     {
       Query q(db_, revoke_.get(), kOp);
       q.bind(1, serial);
@@ -461,9 +593,17 @@ class SqliteCertificateRepository final : public CertificateRepository {
       q.bind(3, reason);
       q.run();
     }
-    if (sqlite3_changes(db_.handle()) == 1) return;
-    // Nothing changed: unknown, or revoked already. A revocation is never
-    // undone, so what this reads outside a transaction still holds.
+    if (sqlite3_changes(db_.handle()) == 1) {
+      {
+        Query stale(db_, stale_by_serial_.get(), kOp);
+        stale.bind(1, serial);
+        stale.run();
+      }
+      step.commit();
+      return;
+    }
+    // Nothing changed: unknown, or revoked already. The step holds the write
+    // lock, so this reads what the UPDATE saw.
     Query q(db_, revocation_.get(), kOp);
     q.bind(1, serial);
     if (!q.next()) throw Error(ErrorCode::NotFound, "no certificate with serial " + std::string(serial));
@@ -485,6 +625,43 @@ class SqliteCertificateRepository final : public CertificateRepository {
     return q.next() ? q.integer(0) : 0;
   }
 
+  std::optional<std::string> last_not_after(std::int64_t ca_version_id) override {
+    static constexpr std::string_view kOp = "read last not_after";
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, last_not_after_.get(), kOp);
+    q.bind(1, ca_version_id);
+    if (!q.next() || q.is_null(0)) return std::nullopt;
+    return q.text(0);
+  }
+
+  std::vector<CertificateRecord> mark_expired(std::string_view now, std::string_view at) override {
+    static constexpr std::string_view kOp = "mark certificates expired";
+    require_timestamp(now, "now", "mark certificates expired");
+    require_timestamp(at, "time", "mark certificates expired");
+    auto lock = db_.lock_for(kOp);
+    AtomicStep step(db_, kOp);
+    std::vector<CertificateRecord> marked;
+    {
+      Query q(db_, to_mark_expired_.get(), kOp);
+      q.bind(1, now);
+      while (q.next()) marked.push_back(read_certificate(q, false));
+    }
+    if (marked.empty()) return marked;
+    {
+      Query q(db_, mark_expired_.get(), kOp);
+      q.bind(1, now);
+      q.bind(2, at);
+      q.run();
+    }
+    step.commit();
+    return marked;
+  }
+
+  std::optional<std::string> expired_marked_at(std::string_view serial) override {
+    require_serial(serial, "read expiry mark");
+    return select_one(db_, expired_marked_at_, "read expiry mark", [](const Query& q) { return q.text(0); }, serial);
+  }
+
  private:
   Database& db_;
   Stmt insert_;
@@ -493,6 +670,12 @@ class SqliteCertificateRepository final : public CertificateRepository {
   Stmt revocation_;
   Stmt revoked_;
   Stmt count_;
+  Stmt last_not_after_;
+  Stmt stale_by_version_;
+  Stmt stale_by_serial_;
+  Stmt to_mark_expired_;
+  Stmt mark_expired_;
+  Stmt expired_marked_at_;
   std::map<std::string, Stmt> list_;  // by SQL: one per combination of filters used
 };
 

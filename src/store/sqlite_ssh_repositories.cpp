@@ -1,5 +1,6 @@
 // The SQLite implementation of SshCaRepository, SshCertificateRepository and
-// SshKeyRepository (tables of migration 4 in sqlite_store.cpp).
+// SshKeyRepository (tables of migration 4 in sqlite_store.cpp; published_krls
+// of migration 6).
 //
 // Same rules as the other repositories: every call holds the connection's
 // lock (and so joins its thread's open Transaction), values go through bound
@@ -76,6 +77,38 @@ void validate(const SshCaRecord& r, const std::string& created_at) {
   require_timestamp(created_at, "created_at", what);
 }
 
+// ---- published_krls ----
+
+// krl last, so that the summary can leave it out.
+constexpr const char* kPublishedKrlColumns =
+    "ssh_ca_id, krl_version, generated_at, revocation_count, revocations_digest, stale, published_at";
+
+PublishedKrlRecord read_published_krl(const Query& q, bool with_krl) {
+  PublishedKrlRecord r;
+  r.ssh_ca_id = q.integer(0);
+  r.krl_version = q.integer(1);
+  r.generated_at = q.text(2);
+  r.revocation_count = q.integer(3);
+  r.revocations_digest = q.blob(4);
+  r.stale = q.integer(5) != 0;
+  r.published_at = q.text(6);
+  if (with_krl) r.krl = q.blob(7);
+  return r;
+}
+
+// The rules of migration 6's CHECK constraints, first, for a message that
+// says which field is wrong.
+void validate(const PublishedKrlRecord& r, const std::string& published_at) {
+  std::string what = "published KRL " + std::to_string(r.krl_version) + " of SSH CA " + std::to_string(r.ssh_ca_id);
+  require(r.krl_version >= 1, what + ": KRL version must be 1 or more");
+  require_timestamp(r.generated_at, "generated_at", what);
+  require(r.revocation_count >= 0, what + ": revocation count is negative");
+  require(r.revocations_digest.size() == 32, what + ": the revocations' digest is not 32 bytes (SHA-256)");
+  require(!r.stale, what + ": a KRL is published current (stale false)");
+  require(!r.krl.empty(), what + ": the KRL is empty");
+  require_timestamp(published_at, "published_at", what);
+}
+
 class SqliteSshCaRepository final : public SshCaRepository {
  public:
   explicit SqliteSshCaRepository(Database& db)
@@ -93,7 +126,22 @@ class SqliteSshCaRepository final : public SshCaRepository {
         // step even outside a transaction and across processes.
         next_krl_version_(db.prepare("UPDATE ssh_cas SET krl_version = krl_version + 1 WHERE id = ?1 "
                                      "RETURNING krl_version",
-                                     "prepare next KRL version")) {}
+                                     "prepare next KRL version")),
+        published_krl_(db.prepare(std::string("SELECT ") + kPublishedKrlColumns +
+                                      ", krl FROM published_krls WHERE ssh_ca_id = ?1",
+                                  "prepare find published KRL")),
+        published_krl_summary_(db.prepare(std::string("SELECT ") + kPublishedKrlColumns +
+                                              " FROM published_krls WHERE ssh_ca_id = ?1",
+                                          "prepare find published KRL summary")),
+        // An older version never replaces a newer one (as for CRLs).
+        publish_krl_(db.prepare("INSERT INTO published_krls (ssh_ca_id, krl_version, generated_at, revocation_count, "
+                                "revocations_digest, stale, krl, published_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7) "
+                                "ON CONFLICT (ssh_ca_id) DO UPDATE SET krl_version = excluded.krl_version, "
+                                "generated_at = excluded.generated_at, revocation_count = excluded.revocation_count, "
+                                "revocations_digest = excluded.revocations_digest, stale = 0, krl = excluded.krl, "
+                                "published_at = excluded.published_at "
+                                "WHERE excluded.krl_version > published_krls.krl_version",
+                                "prepare publish KRL")) {}
 
   void insert(SshCaRecord& record) override {
     static constexpr std::string_view kOp = "insert SSH CA";
@@ -143,6 +191,41 @@ class SqliteSshCaRepository final : public SshCaRepository {
     return version;
   }
 
+  std::optional<PublishedKrlRecord> published_krl(std::int64_t ca_id) override {
+    return select_one(
+        db_, published_krl_, "find published KRL", [](const Query& q) { return read_published_krl(q, true); }, ca_id);
+  }
+
+  std::optional<PublishedKrlRecord> published_krl_summary(std::int64_t ca_id) override {
+    return select_one(
+        db_, published_krl_summary_, "find published KRL summary",
+        [](const Query& q) { return read_published_krl(q, false); }, ca_id);
+  }
+
+  bool publish_krl(PublishedKrlRecord& record) override {
+    static constexpr std::string_view kOp = "publish KRL";
+    std::string published_at = record.published_at.empty() ? now_utc() : record.published_at;
+    validate(record, published_at);
+
+    auto lock = db_.lock_for(kOp);
+    Query q(db_, publish_krl_.get(), kOp);
+    q.bind(1, record.ssh_ca_id);
+    q.bind(2, record.krl_version);
+    q.bind(3, record.generated_at);
+    q.bind(4, record.revocation_count);
+    q.bind(5, std::span<const std::uint8_t>(record.revocations_digest));
+    q.bind(6, std::span<const std::uint8_t>(record.krl));
+    q.bind(7, published_at);
+    int rc = q.step_rc();
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      throw Error(ErrorCode::NotFound, "no SSH CA with id " + std::to_string(record.ssh_ca_id));
+    }
+    if (rc != SQLITE_DONE) q.fail(rc);
+    if (sqlite3_changes(db_.handle()) == 0) return false;
+    record.published_at = std::move(published_at);
+    return true;
+  }
+
  private:
   Database& db_;
   Stmt insert_;
@@ -150,6 +233,9 @@ class SqliteSshCaRepository final : public SshCaRepository {
   Stmt find_by_id_;
   Stmt list_;
   Stmt next_krl_version_;
+  Stmt published_krl_;
+  Stmt published_krl_summary_;
+  Stmt publish_krl_;
 };
 
 // ---- ssh_certificates and ssh_revocations ----
@@ -263,7 +349,9 @@ class SqliteSshCertificateRepository final : public SshCertificateRepository {
         revocations_(db.prepare("SELECT kind, serial, key_id, public_key_blob, revoked_at FROM ssh_revocations "
                                 "WHERE ca_id = ?1 ORDER BY CASE kind WHEN 'serial' THEN 0 WHEN 'key_id' THEN 1 "
                                 "ELSE 2 END, serial < 0, serial, key_id, public_key_blob",
-                                "prepare list KRL entries")) {}
+                                "prepare list KRL entries")),
+        stale_krl_(db.prepare("UPDATE published_krls SET stale = 1 WHERE ssh_ca_id = ?1 AND stale = 0",
+                              "prepare mark published KRL stale")) {}
 
   void insert(SshCertificateRecord& record) override {
     static constexpr std::string_view kOp = "insert SSH certificate";
@@ -455,6 +543,14 @@ class SqliteSshCertificateRepository final : public SshCertificateRepository {
     int rc = q.step_rc();
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) throw no_such_ca(ca_id);
     if (rc != SQLITE_DONE) q.fail(rc);
+    mark_krl_stale(ca_id, op);
+  }
+
+  // Every KRL entry leaves the CA's published KRL stale, in the entry's step.
+  void mark_krl_stale(std::int64_t ca_id, std::string_view op) {
+    Query q(db_, stale_krl_.get(), op);
+    q.bind(1, ca_id);
+    q.run();
   }
 
   // revoke_key_id and revoke_key: the KRL entry, then the certificates it
@@ -482,6 +578,7 @@ class SqliteSshCertificateRepository final : public SshCertificateRepository {
       }
       if (rc != SQLITE_DONE) q.fail(rc);
     }
+    mark_krl_stale(ca_id, op);
     {
       Query q(db_, mark.get(), op);
       q.bind(1, ca_id);
@@ -508,6 +605,7 @@ class SqliteSshCertificateRepository final : public SshCertificateRepository {
   Stmt key_id_revoked_at_;
   Stmt key_revoked_at_;
   Stmt revocations_;
+  Stmt stale_krl_;
   std::map<std::string, Stmt> list_;  // by SQL: one per combination of filters used
 };
 

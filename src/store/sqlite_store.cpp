@@ -9,7 +9,8 @@
 //
 // The PKI repositories live in sqlite_pki_repositories.cpp, the SSH ones in
 // sqlite_ssh_repositories.cpp, the KEK one in sqlite_kek_repositories.cpp; the
-// files share what sqlite_database.hpp holds.
+// files share what sqlite_database.hpp holds. The published CRLs and KRLs
+// (migration 6) belong to the CA and SSH CA repositories.
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -344,6 +345,80 @@ CREATE TRIGGER keks_kek_id_fixed BEFORE UPDATE OF kek_id ON keks
 BEGIN
   SELECT RAISE(ABORT, 'keks: kek_id never changes');
 END;
+)sql",
+    // 6: what keyhold publishes. published_crls holds the CRL each CA
+    // version signed last for publication and published_krls the KRL each
+    // SSH CA did: what keyhold serve answers and keyhold maintain writes out,
+    // so that serving one signs nothing. One row per version or CA (UNIQUE),
+    // replaced only by a higher number (the triggers; a raw writer too).
+    // stale is set by every revocation recorded after the row (the
+    // repositories' revoke and insert calls, in the same step), so that the
+    // next request republishes; the digest (SHA-256 of the revoked set the
+    // CRL or KRL lists) lets keyhold maintain compare the whole set.
+    // expired_certificates has one row per certificate that keyhold maintain
+    // marked expired, with when: a certificate's status stays 'valid' (expiry
+    // is judged from not_after), and the mark makes maintain report each
+    // expiry once. New tables only: the released ones stay as they were.
+    // Same timestamp rule as migration 1.
+    R"sql(
+CREATE TABLE published_crls (
+  id             INTEGER PRIMARY KEY,
+  ca_version_id  INTEGER NOT NULL,
+  crl_number     INTEGER NOT NULL CONSTRAINT published_crls_crl_number_valid
+                   CHECK (typeof(crl_number) = 'integer' AND crl_number >= 1),
+  this_update    TEXT NOT NULL CONSTRAINT published_crls_this_update_valid
+                   CHECK (this_update GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  next_update    TEXT NOT NULL CONSTRAINT published_crls_next_update_valid
+                   CHECK (next_update GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
+                          AND next_update > this_update),
+  revoked_count  INTEGER NOT NULL CONSTRAINT published_crls_revoked_count_valid
+                   CHECK (typeof(revoked_count) = 'integer' AND revoked_count >= 0),
+  revoked_digest BLOB NOT NULL CONSTRAINT published_crls_revoked_digest_valid
+                   CHECK (typeof(revoked_digest) = 'blob' AND length(revoked_digest) = 32),
+  stale          INTEGER NOT NULL DEFAULT 0 CONSTRAINT published_crls_stale_valid CHECK (stale IN (0, 1)),
+  crl_der        BLOB NOT NULL CONSTRAINT published_crls_crl_der_valid
+                   CHECK (typeof(crl_der) = 'blob' AND length(crl_der) > 0),
+  published_at   TEXT NOT NULL CONSTRAINT published_crls_published_at_valid
+                   CHECK (published_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT published_crls_ca_version_id_fk FOREIGN KEY (ca_version_id) REFERENCES ca_versions (id),
+  CONSTRAINT published_crls_ca_version_id_unique UNIQUE (ca_version_id)
+);
+CREATE TRIGGER published_crls_number_increases BEFORE UPDATE OF crl_number, ca_version_id ON published_crls
+  WHEN NEW.crl_number <= OLD.crl_number OR NEW.ca_version_id IS NOT OLD.ca_version_id
+BEGIN
+  SELECT RAISE(ABORT, 'published_crls: a published CRL is replaced only by a higher number of the same version');
+END;
+
+CREATE TABLE published_krls (
+  id                 INTEGER PRIMARY KEY,
+  ssh_ca_id          INTEGER NOT NULL,
+  krl_version        INTEGER NOT NULL CONSTRAINT published_krls_krl_version_valid
+                       CHECK (typeof(krl_version) = 'integer' AND krl_version >= 1),
+  generated_at       TEXT NOT NULL CONSTRAINT published_krls_generated_at_valid
+                       CHECK (generated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  revocation_count   INTEGER NOT NULL CONSTRAINT published_krls_revocation_count_valid
+                       CHECK (typeof(revocation_count) = 'integer' AND revocation_count >= 0),
+  revocations_digest BLOB NOT NULL CONSTRAINT published_krls_revocations_digest_valid
+                       CHECK (typeof(revocations_digest) = 'blob' AND length(revocations_digest) = 32),
+  stale              INTEGER NOT NULL DEFAULT 0 CONSTRAINT published_krls_stale_valid CHECK (stale IN (0, 1)),
+  krl                BLOB NOT NULL CONSTRAINT published_krls_krl_valid CHECK (typeof(krl) = 'blob' AND length(krl) > 0),
+  published_at       TEXT NOT NULL CONSTRAINT published_krls_published_at_valid
+                       CHECK (published_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT published_krls_ssh_ca_id_fk FOREIGN KEY (ssh_ca_id) REFERENCES ssh_cas (id),
+  CONSTRAINT published_krls_ssh_ca_id_unique UNIQUE (ssh_ca_id)
+);
+CREATE TRIGGER published_krls_version_increases BEFORE UPDATE OF krl_version, ssh_ca_id ON published_krls
+  WHEN NEW.krl_version <= OLD.krl_version OR NEW.ssh_ca_id IS NOT OLD.ssh_ca_id
+BEGIN
+  SELECT RAISE(ABORT, 'published_krls: a published KRL is replaced only by a higher version of the same CA');
+END;
+
+CREATE TABLE expired_certificates (
+  certificate_id INTEGER PRIMARY KEY,
+  marked_at      TEXT NOT NULL CONSTRAINT expired_certificates_marked_at_valid
+                   CHECK (marked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'),
+  CONSTRAINT expired_certificates_certificate_id_fk FOREIGN KEY (certificate_id) REFERENCES certificates (id)
+);
 )sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

@@ -187,14 +187,19 @@ class StoreKekMigration : public StoreKek {
     store_.reset();
 
     RawDb raw(db_path());
-    ASSERT_EQ(raw.exec("DROP TABLE kek_versions; DROP TABLE keks; PRAGMA user_version = 4;"), SQLITE_OK);
+    // The tables of later migrations go too (migration 6: what is published).
+    ASSERT_EQ(raw.exec("DROP TABLE expired_certificates; DROP TABLE published_krls; DROP TABLE published_crls; "
+                       "DROP TABLE kek_versions; DROP TABLE keks; PRAGMA user_version = 4;"),
+              SQLITE_OK);
     ASSERT_EQ(raw.integer("SELECT count(*) FROM sqlite_master WHERE tbl_name LIKE 'kek%'"), 0);
     ASSERT_EQ(raw.text("PRAGMA integrity_check"), "ok");
   }
 
-  // Everything of the file but the KEK tables: schema and rows.
+  // Everything of the file but the KEK tables (and the tables of later
+  // migrations): schema and rows.
   std::string everything_else(RawDb& raw) {
     std::string out = raw.rows("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'kek%' "
+                               "AND tbl_name NOT LIKE 'published%' AND tbl_name <> 'expired_certificates' "
                                "ORDER BY name");
     for (const char* table :
          {"keys", "cas", "ca_versions", "certificates", "ssh_cas", "ssh_certificates", "ssh_revocations", "ssh_keys"}) {

@@ -248,8 +248,9 @@ class StoreSshMigration : public StoreSsh {
     store_.reset();
 
     RawDb raw(db_path());
-    // The tables of later migrations go too (migration 5: the KEKs).
-    ASSERT_EQ(raw.exec("DROP TABLE kek_versions; DROP TABLE keks; "
+    // The tables of later migrations go too (migration 5: the KEKs; 6: what is published).
+    ASSERT_EQ(raw.exec("DROP TABLE expired_certificates; DROP TABLE published_krls; DROP TABLE published_crls; "
+                       "DROP TABLE kek_versions; DROP TABLE keks; "
                        "DROP TABLE ssh_keys; DROP TABLE ssh_revocations; DROP TABLE ssh_certificates; "
                        "DROP TABLE ssh_cas; PRAGMA user_version = 3;"),
               SQLITE_OK);
@@ -257,11 +258,12 @@ class StoreSshMigration : public StoreSsh {
     ASSERT_EQ(raw.text("PRAGMA integrity_check"), "ok");
   }
 
-  // Everything of the file but the SSH tables (and the KEK tables of later
+  // Everything of the file but the SSH tables (and the tables of later
   // migrations): schema and rows.
   std::string everything_else(RawDb& raw) {
     std::string out = raw.rows("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'ssh%' "
-                               "AND tbl_name NOT LIKE 'kek%' ORDER BY name");
+                               "AND tbl_name NOT LIKE 'kek%' AND tbl_name NOT LIKE 'published%' "
+                               "AND tbl_name <> 'expired_certificates' ORDER BY name");
     for (const char* table : {"keys", "cas", "ca_versions", "certificates"}) {
       out += "\n--" + std::string(table) + "\n" + raw.rows(std::string("SELECT * FROM ") + table + " ORDER BY id");
     }

@@ -4,7 +4,9 @@
 // and the certificates they issued (with their revocation state), the SSH
 // CAs, the SSH certificates they signed and what their KRLs revoke, the
 // versions of the SSH keys held in the token, and the key-encryption keys
-// (KEKs) of envelope encryption with their versions and encryption counts.
+// (KEKs) of envelope encryption with their versions and encryption counts;
+// and what keyhold publishes: the CRL of each CA version and the KRL of each
+// SSH CA as last signed, and which expired certificates were marked so.
 // Never key material: private and secret keys stay in the token. Callers see
 // only these interfaces; SQLite is the embedded implementation
 // (open_sqlite_store), PostgreSQL comes later.
@@ -183,6 +185,25 @@ struct CertificateFilter {
   std::optional<std::string> now;               // what "valid"/"expired" are judged against; default: the clock
 };
 
+// The CRL a CA version published last: what `keyhold serve` answers and
+// `keyhold maintain` writes out, so that serving a CRL signs nothing. One per
+// CA version; a newer one (higher number) replaces it, an older one never does.
+struct PublishedCrlRecord {
+  std::int64_t ca_version_id = 0;
+  std::int64_t crl_number = 0;               // >= 1
+  std::string this_update, next_update;      // RFC 3339 UTC; this_update < next_update
+  std::int64_t revoked_count = 0;            // how many entries it lists; >= 0
+  std::vector<std::uint8_t> revoked_digest;  // SHA-256 of the revoked set it lists (the caller's encoding): 32 bytes
+  // A certificate of the version was revoked after this CRL was recorded
+  // (set by CertificateRepository::revoke and insert, in the same step):
+  // the CRL no longer lists everything, and the next request republishes.
+  bool stale = false;
+  std::vector<std::uint8_t> crl_der;         // not empty; empty in published_crl_summary()
+  std::string published_at;                  // publish_crl() fills it when empty
+
+  bool operator==(const PublishedCrlRecord&) const = default;
+};
+
 // The cas and ca_versions tables.
 // Thread-safety and transactions: as KeyRepository.
 class CaRepository {
@@ -221,6 +242,20 @@ class CaRepository {
   // never get the same number. Works on retired versions too (they keep
   // signing CRLs). NotFound for an unknown version.
   virtual std::int64_t next_crl_number(std::int64_t version_id) = 0;
+
+  // The CRL the version published last, with its DER; nullopt when none.
+  virtual std::optional<PublishedCrlRecord> published_crl(std::int64_t version_id) = 0;
+  // The same without the DER (crl_der left empty): a cheap check of whether
+  // the published CRL is still current, for every request of a server.
+  virtual std::optional<PublishedCrlRecord> published_crl_summary(std::int64_t version_id) = 0;
+  // Records record as its version's published CRL (stale cleared, record.stale
+  // must be false) and fills published_at when empty. Replaces the one before
+  // only when record's number is higher: otherwise nothing changes and it
+  // returns false (a slower publisher never puts an older CRL back). Run it in
+  // the Transaction that took the number (next_crl_number) and read the
+  // revoked set, so that no revocation falls between them. NotFound for an
+  // unknown version; InvalidArgument for a record that breaks the rules above.
+  virtual bool publish_crl(PublishedCrlRecord& record) = 0;
 };
 
 // The certificates table.
@@ -234,7 +269,8 @@ class CertificateRepository {
   // taken (the caller retries with a new serial); NotFound when
   // ca_version_id names no CA version; InvalidArgument when a field is empty
   // or malformed (serial not in the form above, status, reason, revoked_at
-  // and revocation_reason not set exactly when revoked, bad timestamp).
+  // and revocation_reason not set exactly when revoked, bad timestamp). A
+  // record inserted as revoked marks its version's published CRL stale.
   virtual void insert(CertificateRecord& record) = 0;
   // The certificate with that serial (in the form above), with its DER.
   // nullopt when unknown; InvalidArgument for a serial not in that form.
@@ -248,12 +284,30 @@ class CertificateRepository {
   // "certificate <serial> was already revoked at <time> (<reason>)" when it is
   // revoked already (the first revocation stands); InvalidArgument for a
   // malformed serial, time or reason.
+  // The version's published CRL (if any) is marked stale in the same step.
   virtual void revoke(std::string_view serial, std::string_view at, std::string_view reason) = 0;
   // The revoked certificates of a CA version, for its CRL, ordered by serial
   // (numerically), expired ones included.
   virtual std::vector<RevokedEntry> revoked(std::int64_t ca_version_id) = 0;
   // How many certificates the CA version issued (valid, revoked or expired).
   virtual std::int64_t count(std::int64_t ca_version_id) = 0;
+  // The latest not_after of the certificates the CA version issued (revoked
+  // ones included); nullopt when it issued none. A version whose certificates
+  // have all expired need not publish CRLs any more.
+  virtual std::optional<std::string> last_not_after(std::int64_t ca_version_id) = 0;
+
+  // Marks expired, at `at`, every certificate that the "expired" filter
+  // selects at `now` (not revoked, not_after < now) and that is not marked
+  // yet, and returns those it marked, ordered as list() orders them and
+  // without their DER. The status stays "valid": expiry is judged from
+  // not_after everywhere, so the filters mean what they meant; the mark
+  // records that `keyhold maintain` saw the certificate expire, so that it
+  // reports each expiry once. One atomic step. InvalidArgument for a
+  // malformed time.
+  virtual std::vector<CertificateRecord> mark_expired(std::string_view now, std::string_view at) = 0;
+  // When the certificate was marked expired; nullopt when it is not marked
+  // (or unknown). InvalidArgument for a malformed serial.
+  virtual std::optional<std::string> expired_marked_at(std::string_view serial) = 0;
 };
 
 // ---- SSH ----
@@ -342,6 +396,24 @@ struct SshKeyVersionRecord {
   bool operator==(const SshKeyVersionRecord&) const = default;
 };
 
+// The KRL an SSH CA published last: what `keyhold serve` answers and
+// `keyhold maintain` writes out. One per SSH CA; a newer one (higher version)
+// replaces it, an older one never does.
+struct PublishedKrlRecord {
+  std::int64_t ssh_ca_id = 0;
+  std::int64_t krl_version = 0;                  // >= 1
+  std::string generated_at;                      // RFC 3339 UTC: the KRL's generated_date
+  std::int64_t revocation_count = 0;             // entries it lists (serials, key ids and keys); >= 0
+  std::vector<std::uint8_t> revocations_digest;  // SHA-256 of the entries it lists (the caller's encoding): 32 bytes
+  // A revocation of the CA was recorded after this KRL (set by
+  // SshCertificateRepository's revoke calls and insert, in the same step).
+  bool stale = false;
+  std::vector<std::uint8_t> krl;                 // not empty; empty in published_krl_summary()
+  std::string published_at;                      // publish_krl() fills it when empty
+
+  bool operator==(const PublishedKrlRecord&) const = default;
+};
+
 // The ssh_cas table.
 // Thread-safety and transactions: as KeyRepository.
 class SshCaRepository {
@@ -364,11 +436,23 @@ class SshCaRepository {
   // Concurrent callers (threads, or processes sharing the database) never get
   // the same number. NotFound for an unknown CA.
   virtual std::int64_t next_krl_version(std::int64_t ca_id) = 0;
+
+  // The KRL the CA published last, with its bytes; nullopt when none.
+  virtual std::optional<PublishedKrlRecord> published_krl(std::int64_t ca_id) = 0;
+  // The same without the bytes (krl left empty), for a cheap check.
+  virtual std::optional<PublishedKrlRecord> published_krl_summary(std::int64_t ca_id) = 0;
+  // Records record as its CA's published KRL, as CaRepository::publish_crl
+  // does for CRLs: stale cleared (record.stale must be false), replaced only
+  // by a higher version (else false and nothing changes). Run it in the
+  // Transaction that took the version and read revocations(). NotFound for an
+  // unknown CA; InvalidArgument for a malformed record.
+  virtual bool publish_krl(PublishedKrlRecord& record) = 0;
 };
 
 // The ssh_certificates table and the KRL entries (ssh_revocations).
 // Thread-safety and transactions: as KeyRepository. Each revoke_* call is
-// atomic on its own (its KRL entry and the certificates it marks together).
+// atomic on its own (its KRL entry and the certificates it marks together,
+// and the CA's published KRL marked stale).
 class SshCertificateRepository {
  public:
   virtual ~SshCertificateRepository() = default;
@@ -596,7 +680,7 @@ class Transaction {
 
 // The schema version open_sqlite_store brings a database to (the number of
 // migrations this build knows).
-inline constexpr int kSqliteSchemaVersion = 5;
+inline constexpr int kSqliteSchemaVersion = 6;
 
 // Opens (creating it when missing) the SQLite store at path: the parent
 // directory is created when missing and the file with mode 0600 whatever the
