@@ -457,6 +457,9 @@ Response Api::route(Call& call) {
   const std::string& op = call.operation;
   std::string last = call.path.substr(call.path.rfind('/') + 1);
   std::map<std::string, std::string> query;
+  // Only the pki.read and ssh.read routes take query parameters (parsed
+  // below); every other route refuses any, as it refuses unknown fields.
+  if (op != "pki.read" && op != "ssh.read") parse_query(call.query, {});
 
   if (op == "health") {
     query = parse_query(call.query, {});
