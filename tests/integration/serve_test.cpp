@@ -646,9 +646,9 @@ TEST_F(ServeAdmin, RevokedCertificateIsInTheCrlForOpenssl) {
   EXPECT_EQ(revoked.json()["reason"], "keyCompromise") << revoked.body;
   EXPECT_TRUE(revoked.json()["revoked_at"].is_string()) << revoked.body;
   // The first revocation stands.
-  Reply twice = post(server(), "/v1/pki/dev/revoke", {{"serial", serial}});
-  EXPECT_GE(twice.status, 400) << twice.describe();
-  EXPECT_LT(twice.status, 500) << twice.describe();
+  expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", serial}}), 409, "failed_precondition");
+  expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", "abcdef0123"}}), 404, "not_found");
+  expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", serial}, {"reason", "boredom"}}), 400, "invalid_argument");
 
   // DER CRL: openssl checks its signature against ca.pem and lists the serial.
   std::string der = work_file("dev.crl.der");
@@ -784,6 +784,7 @@ TEST_F(ServeAdmin, RevokedSshCertificateIsInTheKrlForSshKeygen) {
   ASSERT_EQ(revoked.status, 200) << revoked.describe();
   EXPECT_EQ(revoked.json()["revoked"], 1) << revoked.body;
   EXPECT_EQ(revoked.json()["serial"], revoked_serial) << revoked.body;
+  expect_error(post(server(), "/v1/ssh/users/revoke", {{"serial", revoked_serial}}), 409, "failed_precondition");
   expect_error(post(server(), "/v1/ssh/users/revoke", {{"serial", revoked_serial}, {"key_id", "ssh-revoked" + tag}}),
                400, "invalid_argument");
 
@@ -936,6 +937,30 @@ TEST_F(ServeAdmin, NamesThatAreNotKeyholdNamesAre400NotDenied) {
   // The intruder learns nothing more from it than admin.
   expect_error(get(server(), "/v1/keks/pay%6Dents", intruder().id), 400, "invalid_argument");
   EXPECT_EQ(get(server(), "/v1/health").status, 200);
+}
+
+TEST_F(ServeAdmin, QueryParametersARouteDoesNotTakeAre400) {
+  expect_error(post(server(), "/v1/keks/payments/encrypt?debug=1", {{"plaintext", base64_encode("x")}}), 400,
+               "invalid_argument");
+  expect_error(post(server(), "/v1/keks/payments/datakey?bytes=16", Json::object()), 400, "invalid_argument");
+  expect_error(get(server(), "/v1/keks/payments?verbose=1"), 400, "invalid_argument");
+  expect_error(get(server(), "/v1/keys/server-tls?format=pem"), 400, "invalid_argument");
+  expect_error(get(server(), "/v1/keys?all=1"), 400, "invalid_argument");
+  expect_error(get(server(), "/v1/ssh/users/ca-key?known_hosts=1"), 400, "invalid_argument");
+  expect_error(get(server(), "/v1/pki/dev/crl?format=pem&x=1"), 400, "invalid_argument");
+  // The ones a route takes are fine.
+  EXPECT_EQ(get(server(), "/v1/pki/dev/certs?status=valid&expiring_within=30d").status, 200);
+  EXPECT_EQ(get(server(), "/v1/ssh/users/certs?status=valid&key_id=nobody").status, 200);
+}
+
+TEST_F(ServeAdmin, HeadIsAnsweredLikeGetWithoutBody) {
+  ProcessResult r = curl(admin_identity(), server().url() + "/v1/health", {"--head"});
+  HttpReply head = reply_of(r);
+  EXPECT_EQ(head.status, 200) << r.out << r.err;
+  EXPECT_TRUE(contains(head.body, "Content-Type: application/json")) << head.body;
+  EXPECT_FALSE(contains(head.body, "\"status\"")) << head.body;
+  ProcessResult missing = curl(admin_identity(), server().url() + "/v1/keks/no-such-kek", {"--head"});
+  EXPECT_EQ(reply_of(missing).status, 404) << missing.out;
 }
 
 // --- the dev policy refuses a client it does not name
