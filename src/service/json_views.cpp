@@ -90,30 +90,35 @@ nlohmann::json certificate_json(const store::CertificateRecord& r) {
           {"requester", r.requester}};
 }
 
-nlohmann::json ssh_certificate_json(const store::SshCertificateRecord& r, std::string_view status) {
-  // The serial as a string: JSON readers such as jq round integers beyond 2^53.
+namespace {
+
+// What every SSH certificate view starts with. The serial as a string: JSON
+// readers such as jq round integers beyond 2^53.
+nlohmann::json ssh_certificate_base(const store::SshCertificateRecord& r) {
   return {{"serial", std::to_string(r.serial)},
           {"type", r.type},
           {"key_id", r.key_id},
           {"principals", r.principals},
           {"valid_after", ssh_time_text(r.valid_after)},
-          {"valid_before", ssh_time_text(r.valid_before)},
-          {"fingerprint", r.public_key_fingerprint},
-          {"profile", r.profile},
-          {"status", status.empty() ? r.status : std::string(status)},
-          {"revoked_at", r.revoked_at ? nlohmann::json(*r.revoked_at) : nullptr}};
+          {"valid_before", ssh_time_text(r.valid_before)}};
+}
+
+}  // namespace
+
+nlohmann::json ssh_certificate_json(const store::SshCertificateRecord& r, std::string_view status) {
+  nlohmann::json j = ssh_certificate_base(r);
+  j["fingerprint"] = r.public_key_fingerprint;
+  j["profile"] = r.profile;
+  j["status"] = status.empty() ? r.status : std::string(status);
+  j["revoked_at"] = r.revoked_at ? nlohmann::json(*r.revoked_at) : nullptr;
+  return j;
 }
 
 nlohmann::json signed_ssh_certificate_json(const ssh::SignedCertificate& s) {
-  const store::SshCertificateRecord& r = s.record;
-  return {{"serial", std::to_string(r.serial)},
-          {"type", r.type},
-          {"key_id", r.key_id},
-          {"principals", r.principals},
-          {"valid_after", ssh_time_text(r.valid_after)},
-          {"valid_before", ssh_time_text(r.valid_before)},
-          {"certificate", s.certificate_line},
-          {"warnings", s.warnings}};
+  nlohmann::json j = ssh_certificate_base(s.record);
+  j["certificate"] = s.certificate_line;
+  j["warnings"] = s.warnings;
+  return j;
 }
 
 }  // namespace keyhold::service
