@@ -1,6 +1,7 @@
 #include "keyhold/pki/authority.hpp"
 
 #include <openssl/bn.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -915,12 +916,30 @@ store::CertificateRecord Authority::revoke(const std::string& ca_name, const std
   return *store_.certificates().find(record.serial);
 }
 
-CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_number) {
-  CaContext current = load(ca_name, false);
-  store::CaVersionRecord version = find_version(current, version_number);
-  std::shared_ptr<const VersionState> state = state_of(current.ca, version);
+namespace {
+
+// SHA-256 of the revoked set as a CRL lists it (serial, date, reason per
+// entry, in the store's serial order): what a published CRL is compared by.
+std::vector<std::uint8_t> revoked_digest(const std::vector<store::RevokedEntry>& revoked) {
+  CPtr<EVP_MD_CTX, &EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  if (!md || EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) != 1) openssl_failure("hashing the revoked set");
+  for (const store::RevokedEntry& entry : revoked) {
+    std::string line = entry.serial + "\t" + entry.revoked_at + "\t" + entry.reason + "\n";
+    if (EVP_DigestUpdate(md.get(), line.data(), line.size()) != 1) openssl_failure("hashing the revoked set");
+  }
+  std::vector<std::uint8_t> digest(EVP_MAX_MD_SIZE);
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(md.get(), digest.data(), &length) != 1) openssl_failure("hashing the revoked set");
+  digest.resize(length);
+  return digest;
+}
+
+}  // namespace
+
+CrlResult Authority::sign_crl(const store::CaRecord& ca, const store::CaVersionRecord& version,
+                              const std::vector<store::RevokedEntry>& revoked) {
+  std::shared_ptr<const VersionState> state = state_of(ca, version);
   std::shared_ptr<const crypto::Signer> signer = signer_of(version);
-  std::vector<store::RevokedEntry> revoked = store_.certificates().revoked(version.id);
 
   Clock::time_point now = settings_.now();
   X509CrlPtr crl(X509_CRL_new());
@@ -958,9 +977,8 @@ CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_
 
   IssuerFacts facts = facts_of(state->certificate.get(), state->algorithm);
   CrlResult result;
-  store::Transaction tx(store_);
   // CRL numbers come from the database (one sequence per CA), so several
-  // replicas never reuse one.
+  // replicas never reuse one. The caller's transaction gives it back on failure.
   result.number = store_.cas().next_crl_number(version.id);
   CPtr<ASN1_INTEGER, &ASN1_INTEGER_free> number(ASN1_INTEGER_new());
   ASN1_INTEGER_set_int64(number.get(), result.number);
@@ -980,10 +998,182 @@ CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_
     ERR_clear_error();
     throw Error(ErrorCode::Internal, "the token's signature on the new CRL does not verify");
   }
-  tx.commit();
   result.version = version.version;
   result.revoked = revoked.size();
+  // As encoded: whole seconds.
+  result.this_update = rfc3339(asn1_time_point(X509_CRL_get0_lastUpdate(crl.get())));
+  result.next_update = rfc3339(asn1_time_point(X509_CRL_get0_nextUpdate(crl.get())));
   return result;
+}
+
+CrlResult Authority::crl(const std::string& ca_name, std::optional<int> version_number) {
+  CaContext current = load(ca_name, false);
+  store::CaVersionRecord version = find_version(current, version_number);
+  store::Transaction tx(store_);
+  CrlResult result = sign_crl(current.ca, version, store_.certificates().revoked(version.id));
+  tx.commit();
+  return result;
+}
+
+bool Authority::crl_due(const store::PublishedCrlRecord& record, Clock::time_point now) const {
+  return now >= parse_rfc3339(record.next_update) - settings_.crl_next_update / kCrlRepublishDivisor;
+}
+
+PublishedCrl Authority::published_view(const store::CaVersionRecord& version, const store::PublishedCrlRecord& record) {
+  PublishedCrl view;
+  view.crl.der = record.crl_der;
+  view.crl.number = record.crl_number;
+  view.crl.version = version.version;
+  view.crl.revoked = static_cast<std::size_t>(record.revoked_count);
+  view.crl.this_update = record.this_update;
+  view.crl.next_update = record.next_update;
+  view.due_at = rfc3339(parse_rfc3339(record.next_update) - settings_.crl_next_update / kCrlRepublishDivisor);
+  return view;
+}
+
+// The published CRL of the version with that number, from memory when it is
+// the one last seen, else read from the store (another thread or process
+// published it) and kept. nullptr when the store holds another number by now.
+std::shared_ptr<const store::PublishedCrlRecord> Authority::cached_crl(std::int64_t version_id, std::int64_t number) {
+  {
+    std::lock_guard lock(published_mutex_);
+    auto it = published_.find(version_id);
+    if (it != published_.end() && it->second->crl_number == number) return it->second;
+  }
+  std::optional<store::PublishedCrlRecord> record = store_.cas().published_crl(version_id);
+  if (!record) return nullptr;
+  auto shared = std::make_shared<const store::PublishedCrlRecord>(std::move(*record));
+  std::lock_guard lock(published_mutex_);
+  std::shared_ptr<const store::PublishedCrlRecord>& slot = published_[version_id];
+  if (!slot || slot->crl_number < shared->crl_number) slot = shared;
+  return shared->crl_number == number ? shared : nullptr;
+}
+
+PublishedCrl Authority::published_crl(const std::string& ca_name, std::optional<int> version_number,
+                                      const PublicationCheck& check) {
+  CaContext current = load(ca_name, false);
+  store::CaVersionRecord version = find_version(current, version_number);
+  Clock::time_point now = check.now.value_or(settings_.now());
+  // The common case, without the write lock: the published CRL is current.
+  if (!check.compare_revoked) {
+    std::optional<store::PublishedCrlRecord> summary = store_.cas().published_crl_summary(version.id);
+    if (summary && !summary->stale && !crl_due(*summary, now)) {
+      // nullptr: another publisher replaced it since; see below.
+      if (auto record = cached_crl(version.id, summary->crl_number)) return published_view(version, *record);
+    }
+  }
+  return publish_if_needed(current.ca, version, now, check.compare_revoked, false);
+}
+
+PublishedCrl Authority::publish_crl(const std::string& ca_name, std::optional<int> version_number) {
+  CaContext current = load(ca_name, false);
+  store::CaVersionRecord version = find_version(current, version_number);
+  return publish_if_needed(current.ca, version, settings_.now(), false, true);
+}
+
+PublishedCrl Authority::publish_if_needed(const store::CaRecord& ca, const store::CaVersionRecord& version,
+                                          Clock::time_point now, bool compare_revoked, bool force) {
+  std::shared_ptr<std::mutex> lock;
+  {
+    std::lock_guard guard(published_mutex_);
+    std::shared_ptr<std::mutex>& slot = publishing_[version.id];
+    if (!slot) slot = std::make_shared<std::mutex>();
+    lock = slot;
+  }
+  // One signer per version in this process; the others wait and find its CRL.
+  std::lock_guard publishing(*lock);
+  // The write lock, across processes too: what is read below stays true
+  // until the new CRL is recorded (a revocation waits for the commit).
+  store::Transaction tx(store_);
+  std::optional<store::PublishedCrlRecord> existing = store_.cas().published_crl_summary(version.id);
+  std::optional<std::vector<store::RevokedEntry>> revoked;
+  std::string reason;
+  if (force) {
+    reason = "forced";
+  } else if (!existing) {
+    reason = "none published yet";
+  } else if (existing->stale) {
+    reason = "certificates revoked since CRL " + std::to_string(existing->crl_number);
+  } else {
+    if (compare_revoked) {
+      revoked = store_.certificates().revoked(version.id);
+      if (static_cast<std::int64_t>(revoked->size()) != existing->revoked_count ||
+          revoked_digest(*revoked) != existing->revoked_digest) {
+        reason = "the revoked set differs from CRL " + std::to_string(existing->crl_number) + "'s";
+      }
+    }
+    if (reason.empty() && crl_due(*existing, now)) {
+      reason = "CRL " + std::to_string(existing->crl_number) + " is due (next update " + existing->next_update + ")";
+    }
+  }
+  if (reason.empty()) {
+    // Read under the write lock: nobody can have replaced it since the summary.
+    std::shared_ptr<const store::PublishedCrlRecord> record = cached_crl(version.id, existing->crl_number);
+    tx.rollback();
+    if (!record) throw Error(ErrorCode::Internal, "the published CRL of CA '" + ca.name + "' changed while being read");
+    return published_view(version, *record);
+  }
+
+  if (!revoked) revoked = store_.certificates().revoked(version.id);
+  CrlResult signed_crl = sign_crl(ca, version, *revoked);
+  store::PublishedCrlRecord record;
+  record.ca_version_id = version.id;
+  record.crl_number = signed_crl.number;
+  record.this_update = signed_crl.this_update;
+  record.next_update = signed_crl.next_update;
+  record.revoked_count = static_cast<std::int64_t>(revoked->size());
+  record.revoked_digest = revoked_digest(*revoked);
+  record.crl_der = signed_crl.der;
+  record.published_at = rfc3339(settings_.now());
+  store_.cas().publish_crl(record);  // the number is new (taken in this transaction): it replaces the old one
+  tx.commit();
+  log::info("published CRL " + std::to_string(record.crl_number) + " of CA '" + ca.name + "' version " +
+            std::to_string(version.version) + ": " + reason);
+
+  auto shared = std::make_shared<const store::PublishedCrlRecord>(record);
+  {
+    std::lock_guard guard(published_mutex_);
+    std::shared_ptr<const store::PublishedCrlRecord>& slot = published_[version.id];
+    if (!slot || slot->crl_number < shared->crl_number) slot = shared;
+  }
+  PublishedCrl view = published_view(version, record);
+  view.published = true;
+  view.reason = reason;
+  return view;
+}
+
+std::vector<int> Authority::crl_versions(const std::string& ca_name, Clock::time_point now) {
+  CaContext current = load(ca_name, false);
+  std::string at = rfc3339(now);
+  std::vector<int> out;
+  for (const store::CaVersionRecord& v : store_.cas().versions(current.ca.id)) {
+    std::optional<std::string> last = store_.certificates().last_not_after(v.id);
+    if (v.id == current.version.id || (last && *last >= at)) out.push_back(v.version);
+  }
+  return out;
+}
+
+std::vector<ExpiredCertificate> Authority::mark_expired(Clock::time_point now) {
+  std::string at = rfc3339(now);
+  std::vector<store::CertificateRecord> marked = store_.certificates().mark_expired(at, at);
+  std::map<std::int64_t, std::pair<std::string, int>> versions;  // version id -> CA name, version
+  if (!marked.empty()) {
+    for (const store::CaRecord& ca : store_.cas().list()) {
+      for (const store::CaVersionRecord& v : store_.cas().versions(ca.id)) versions[v.id] = {ca.name, v.version};
+    }
+  }
+  std::vector<ExpiredCertificate> out;
+  for (store::CertificateRecord& record : marked) {
+    auto it = versions.find(record.ca_version_id);
+    ExpiredCertificate expired;
+    if (it != versions.end()) {
+      expired.ca = it->second.first;
+      expired.ca_version = it->second.second;
+    }
+    expired.record = std::move(record);
+    out.push_back(std::move(expired));
+  }
+  return out;
 }
 
 std::vector<store::CertificateRecord> Authority::certificates(const std::string& ca_name,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "keyhold/core/c_ptr.hpp"
 #include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
@@ -244,27 +245,154 @@ std::size_t Authority::revoke_key(const std::string& ca_name, std::string_view p
   return store_.ssh_certificates().revoke_key(ca.ca.id, key.blob, format_utc(settings_.now()));
 }
 
-KrlResult Authority::krl(const std::string& ca_name) {
-  CaContext ca = load(ca_name);
+namespace {
+
+// SHA-256 of what a KRL lists, in the store's order: what a published KRL is compared by.
+std::vector<std::uint8_t> revocations_digest(const std::vector<store::SshRevocation>& revocations) {
+  CPtr<EVP_MD_CTX, &EVP_MD_CTX_free> md(EVP_MD_CTX_new());
+  bool ok = md && EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) == 1;
+  for (const store::SshRevocation& r : revocations) {
+    std::string line = r.kind + "\t";
+    if (r.serial) line += std::to_string(*r.serial);
+    if (r.key_id) line += to_hex(std::span(reinterpret_cast<const std::uint8_t*>(r.key_id->data()), r.key_id->size()));
+    if (r.public_key_blob) line += to_hex(*r.public_key_blob);
+    line += "\n";
+    ok = ok && EVP_DigestUpdate(md.get(), line.data(), line.size()) == 1;
+  }
+  std::vector<std::uint8_t> digest(EVP_MAX_MD_SIZE);
+  unsigned int length = 0;
+  ok = ok && EVP_DigestFinal_ex(md.get(), digest.data(), &length) == 1;
+  if (!ok) throw Error(ErrorCode::Internal, "OpenSSL failed to hash the KRL's revocations");
+  digest.resize(length);
+  return digest;
+}
+
+// The counts of a KRL's sections, from its bytes (a published KRL read back).
+KrlResult krl_result(const store::PublishedKrlRecord& record) {
+  KrlContent content = parse_krl(record.krl);
   KrlResult result;
-  store::Transaction tx(store_);
+  result.krl = record.krl;
+  result.version = record.krl_version;
+  result.serials = content.serials.size();
+  result.key_ids = content.key_ids.size();
+  result.keys = content.revoked_keys.size();
+  result.generated_at = record.generated_at;
+  return result;
+}
+
+}  // namespace
+
+KrlResult Authority::make_krl(const store::SshCaRecord& ca, const std::vector<store::SshRevocation>& revocations) {
+  KrlResult result;
   KrlContent content;
-  result.version = store_.ssh_cas().next_krl_version(ca.ca.id);
+  result.version = store_.ssh_cas().next_krl_version(ca.id);
   content.version = static_cast<std::uint64_t>(result.version);
   content.generated_date = now_seconds();
-  content.comment = "keyhold KRL of SSH CA " + ca_name;
-  content.ca_key_blob = ca.ca.public_key_blob;
-  for (const store::SshRevocation& r : store_.ssh_certificates().revocations(ca.ca.id)) {
+  content.comment = "keyhold KRL of SSH CA " + ca.name;
+  content.ca_key_blob = ca.public_key_blob;
+  for (const store::SshRevocation& r : revocations) {
     if (r.kind == "serial" && r.serial) content.serials.push_back(*r.serial);
     if (r.kind == "key_id" && r.key_id) content.key_ids.push_back(*r.key_id);
     if (r.kind == "key" && r.public_key_blob) content.revoked_keys.push_back(*r.public_key_blob);
   }
   result.krl = encode_krl(content);
-  tx.commit();
   result.serials = content.serials.size();
   result.key_ids = content.key_ids.size();
   result.keys = content.revoked_keys.size();
+  result.generated_at =
+      format_utc(std::chrono::system_clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(content.generated_date))));
   return result;
+}
+
+KrlResult Authority::krl(const std::string& ca_name) {
+  CaContext ca = load(ca_name);
+  store::Transaction tx(store_);
+  KrlResult result = make_krl(ca.ca, store_.ssh_certificates().revocations(ca.ca.id));
+  tx.commit();
+  return result;
+}
+
+std::shared_ptr<const PublishedKrl> Authority::cached_krl(std::int64_t ca_id, std::int64_t version) {
+  {
+    std::lock_guard lock(published_mutex_);
+    auto it = published_.find(ca_id);
+    if (it != published_.end() && it->second->krl.version == version) return it->second;
+  }
+  std::optional<store::PublishedKrlRecord> record = store_.ssh_cas().published_krl(ca_id);
+  if (!record) return nullptr;
+  auto shared = std::make_shared<const PublishedKrl>(PublishedKrl{krl_result(*record), false, ""});
+  std::lock_guard lock(published_mutex_);
+  std::shared_ptr<const PublishedKrl>& slot = published_[ca_id];
+  if (!slot || slot->krl.version < shared->krl.version) slot = shared;
+  return shared->krl.version == version ? shared : nullptr;
+}
+
+PublishedKrl Authority::published_krl(const std::string& ca_name, bool compare_revocations) {
+  CaContext ca = load(ca_name);
+  if (!compare_revocations) {
+    std::optional<store::PublishedKrlRecord> summary = store_.ssh_cas().published_krl_summary(ca.ca.id);
+    if (summary && !summary->stale) {
+      if (auto cached = cached_krl(ca.ca.id, summary->krl_version)) return *cached;
+    }
+  }
+  return publish_if_needed(ca.ca, compare_revocations, false);
+}
+
+PublishedKrl Authority::publish_krl(const std::string& ca_name) { return publish_if_needed(load(ca_name).ca, false, true); }
+
+PublishedKrl Authority::publish_if_needed(const store::SshCaRecord& ca, bool compare_revocations, bool force) {
+  std::shared_ptr<std::mutex> lock;
+  {
+    std::lock_guard guard(published_mutex_);
+    std::shared_ptr<std::mutex>& slot = publishing_[ca.id];
+    if (!slot) slot = std::make_shared<std::mutex>();
+    lock = slot;
+  }
+  // One maker per CA in this process; the write lock across processes: what
+  // is read below stays true until the new KRL is recorded.
+  std::lock_guard publishing(*lock);
+  store::Transaction tx(store_);
+  std::optional<store::PublishedKrlRecord> existing = store_.ssh_cas().published_krl_summary(ca.id);
+  std::vector<store::SshRevocation> revocations = store_.ssh_certificates().revocations(ca.id);
+  std::vector<std::uint8_t> digest = revocations_digest(revocations);
+  std::string reason;
+  if (force) {
+    reason = "forced";
+  } else if (!existing) {
+    reason = "none published yet";
+  } else if (existing->stale) {
+    reason = "revocations since KRL " + std::to_string(existing->krl_version);
+  } else if (compare_revocations && (static_cast<std::int64_t>(revocations.size()) != existing->revocation_count ||
+                                     digest != existing->revocations_digest)) {
+    reason = "the revocations differ from KRL " + std::to_string(existing->krl_version) + "'s";
+  }
+  if (reason.empty()) {
+    std::shared_ptr<const PublishedKrl> cached = cached_krl(ca.id, existing->krl_version);
+    tx.rollback();
+    if (!cached) throw Error(ErrorCode::Internal, "the published KRL of SSH CA '" + ca.name + "' changed while being read");
+    return *cached;
+  }
+
+  KrlResult made = make_krl(ca, revocations);
+  store::PublishedKrlRecord record;
+  record.ssh_ca_id = ca.id;
+  record.krl_version = made.version;
+  record.generated_at = made.generated_at;
+  record.revocation_count = static_cast<std::int64_t>(revocations.size());
+  record.revocations_digest = std::move(digest);
+  record.krl = made.krl;
+  record.published_at = format_utc(settings_.now());
+  store_.ssh_cas().publish_krl(record);  // the version is new (taken in this transaction): it replaces the old one
+  tx.commit();
+  log::info("published KRL " + std::to_string(made.version) + " of SSH CA '" + ca.name + "': " + reason);
+
+  auto shared = std::make_shared<const PublishedKrl>(PublishedKrl{made, false, ""});
+  {
+    std::lock_guard guard(published_mutex_);
+    std::shared_ptr<const PublishedKrl>& slot = published_[ca.id];
+    if (!slot || slot->krl.version < shared->krl.version) slot = shared;
+  }
+  return PublishedKrl{std::move(made), true, reason};
 }
 
 SshKeyDetails Authority::key_details(const std::string& name) {

@@ -4,8 +4,8 @@
 // token (for ssh -I / ssh-add -s), versioned for rotation. Every signature is
 // made in the token; every certificate is in the store before it is returned.
 //
-// Issuance and revocation may run concurrently; creating a CA or rotating a
-// key of one name concurrently is not supported.
+// Issuance, revocation and the published KRLs may run concurrently; creating
+// a CA or rotating a key of one name concurrently is not supported.
 
 #include <chrono>
 #include <cstdint>
@@ -62,6 +62,16 @@ struct KrlResult {
   std::vector<std::uint8_t> krl;
   std::int64_t version = 0;
   std::size_t serials = 0, key_ids = 0, keys = 0;
+  std::string generated_at;  // RFC 3339 UTC: its generated_date
+};
+
+// An SSH CA's KRL as published (see Authority::published_krl).
+struct PublishedKrl {
+  KrlResult krl;
+  bool published = false;  // this call made and published it
+  // Why it was published: "none published yet", "revocations since KRL N",
+  // "the revocations differ from KRL N's", "forced"; empty when it was not.
+  std::string reason;
 };
 
 struct SshKeyDetails {
@@ -93,8 +103,22 @@ class Authority {
   store::SshCertificateRecord revoke_serial(const std::string& ca, std::uint64_t serial);
   std::size_t revoke_key_id(const std::string& ca, const std::string& key_id);
   std::size_t revoke_key(const std::string& ca, std::string_view public_key);
-  // The CA's KRL (OpenSSH PROTOCOL.krl) with a version one above the last.
+  // The CA's KRL (OpenSSH PROTOCOL.krl) with a version one above the last
+  // (keyhold ssh krl). It is not recorded as the published KRL.
   KrlResult krl(const std::string& ca);
+  // The CA's KRL as published: the KRL recorded as published, unless there
+  // is none or a revocation was recorded since (every revoke_* leaves it
+  // stale); then a new one (a new version) is made, recorded and returned. A
+  // KRL has no nextUpdate: one that lists every revocation never falls due.
+  // compare_revocations: also compare the revocations in the store with the
+  // ones it lists (keyhold maintain; for writers that bypassed keyhold).
+  // For keyhold serve (GET /v1/ssh/{ca}/krl) and keyhold maintain.
+  // Thread-safe; when nothing changed, one store read of the published
+  // KRL's summary and its bytes from memory. KRLs are not signed: no token.
+  // NotFound for an unknown CA.
+  PublishedKrl published_krl(const std::string& ca, bool compare_revocations = false);
+  // A new KRL, recorded as published whatever the state of the one before.
+  PublishedKrl publish_krl(const std::string& ca);
 
   // SSH keys in the token, for OpenSSH's own PKCS#11 support.
   SshKeyDetails create_key(const std::string& name, crypto::KeyType type);
@@ -109,6 +133,10 @@ class Authority {
   std::shared_ptr<const crypto::Signer> signer_of(const store::SshCaRecord& ca);
   SshKeyDetails key_details(const std::string& name);
   std::uint64_t now_seconds() const;
+  // Makes the CA's next KRL from revocations; inside a store::Transaction.
+  KrlResult make_krl(const store::SshCaRecord& ca, const std::vector<store::SshRevocation>& revocations);
+  PublishedKrl publish_if_needed(const store::SshCaRecord& ca, bool compare_revocations, bool force);
+  std::shared_ptr<const PublishedKrl> cached_krl(std::int64_t ca_id, std::int64_t version);
 
   crypto::KeyVault& keys_;
   store::Store& store_;
@@ -119,6 +147,9 @@ class Authority {
   std::map<std::int64_t, std::shared_ptr<const crypto::Signer>> signers_;  // by CA id, checked once
   std::map<std::int64_t, std::shared_ptr<const OpenSshPublicKey>> ca_keys_;  // by CA id, decoded once
   std::shared_ptr<const OpenSshPublicKey> ca_key_of(const store::SshCaRecord& ca);
+  std::mutex published_mutex_;
+  std::map<std::int64_t, std::shared_ptr<const PublishedKrl>> published_;  // by CA id: last seen
+  std::map<std::int64_t, std::shared_ptr<std::mutex>> publishing_;         // by CA id: one maker at a time
 };
 
 }  // namespace keyhold::ssh
