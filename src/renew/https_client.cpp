@@ -169,10 +169,35 @@ std::string tls_failure(SSL* ssl, int rc, const char* during) {
   return std::string(during) + ": " + detail;
 }
 
+// In TLS 1.3 the server judges the client certificate after the client's
+// handshake is complete: its refusal arrives as an alert on the next read.
+// Says so in words when that is what happened.
+std::string refusal_or(SSL* ssl, std::string failure) {
+  std::string lower_failure = failure;
+  std::transform(lower_failure.begin(), lower_failure.end(), lower_failure.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (lower_failure.find("alert") != std::string::npos &&
+      (lower_failure.find("certificate") != std::string::npos || lower_failure.find("unknown ca") != std::string::npos)) {
+    return "the server refused the client certificate (" + failure.substr(failure.find(": ") + 2) + ")";
+  }
+  (void)ssl;
+  return failure;
+}
+
 void write_all(SSL* ssl, std::string_view data, const std::string& where) {
   while (!data.empty()) {
     int n = SSL_write(ssl, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 20)));
-    if (n <= 0) throw Error(ErrorCode::Unavailable, tls_failure(ssl, n, ("sending the request to " + where + " failed").c_str()));
+    if (n <= 0) {
+      std::string failure = tls_failure(ssl, n, ("sending the request to " + where + " failed").c_str());
+      // A reset while writing usually follows an alert the server sent first: read it.
+      char byte;
+      int r = SSL_read(ssl, &byte, 1);
+      if (r <= 0 && SSL_get_error(ssl, r) == SSL_ERROR_SSL) {
+        std::string alert = tls_failure(ssl, r, ("sending the request to " + where + " failed").c_str());
+        if (alert.find("alert") != std::string::npos) failure = alert;
+      }
+      ERR_clear_error();
+      throw Error(ErrorCode::Unavailable, refusal_or(ssl, failure));
+    }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
 }
@@ -349,7 +374,8 @@ HttpsResponse post_json(const HttpsUrl& url, std::string_view path, std::string_
         throw Error(ErrorCode::Unavailable, where + " closed the connection without an answer (did it refuse the client "
                                                     "certificate?)");
       }
-      throw Error(ErrorCode::Unavailable, tls_failure(ssl.get(), n, ("reading the answer of " + where + " failed").c_str()));
+      throw Error(ErrorCode::Unavailable,
+                  refusal_or(ssl.get(), tls_failure(ssl.get(), n, ("reading the answer of " + where + " failed").c_str())));
     }
     data.append(buffer, static_cast<std::size_t>(n));
     if (data.size() > kMaxResponseBytes) throw Error(ErrorCode::Unavailable, where + " answered more than 1 MiB");
