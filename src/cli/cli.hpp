@@ -70,6 +70,7 @@ std::vector<Command> envelope_commands();
 std::vector<Command> audit_commands();
 std::vector<Command> serve_commands();
 std::vector<Command> renew_commands();
+std::vector<Command> maintain_commands();
 
 // Prints JSON (pretty) to the context's output.
 void print_json(Context& context, const nlohmann::json& value);

@@ -1,5 +1,6 @@
 // keyhold kek create|rotate|list|show|disable-version|enable-version|destroy-version,
-// datakey generate, encrypt, decrypt, rewrap, seal, unseal, maintain
+// datakey generate, encrypt, decrypt, rewrap, seal, unseal (keyhold maintain, which
+// rotates the KEKs that are due, is in maintain_command.cpp)
 
 #include <cstdio>
 #include <cstring>
@@ -328,21 +329,6 @@ int unseal(Context& c) {
   return kExitOk;
 }
 
-int maintain(Context& c) {
-  parse_arguments(c.args(), po::options_description(), {});
-  std::vector<envelope::RotationResult> rotated = c.app().envelope().rotate_due();
-  if (c.json()) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& r : rotated) list.push_back({{"kek", r.kek}, {"new_version", r.new_version}, {"reason", r.reason}});
-    print_json(c, {{"rotated_keks", list}});
-    return kExitOk;
-  }
-  for (const auto& r : rotated) {
-    std::cerr << "rotated KEK '" << r.kek << "' to version " << r.new_version << ": " << r.reason << "\n";
-  }
-  return kExitOk;
-}
-
 }  // namespace
 
 std::vector<Command> envelope_commands() {
@@ -361,7 +347,6 @@ std::vector<Command> envelope_commands() {
       {{"rewrap"}, "rewrap " + context + " [--new-context k=v ...] [--kek NAME] [--in FILE]", "re-encrypt under the primary version", rewrap},
       {{"seal"}, "seal --kek NAME " + context + " [--in FILE] [--out FILE]", "encrypt a file of any size under a fresh data key", seal},
       {{"unseal"}, "unseal " + context + " [--kek NAME] [--in FILE] [--out FILE]", "decrypt a sealed file (all or nothing)", unseal},
-      {{"maintain"}, "maintain", "rotate every KEK that is due", maintain},
   };
 }
 

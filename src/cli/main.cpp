@@ -47,7 +47,7 @@ namespace {
 std::vector<Command> all_commands() {
   std::vector<Command> commands;
   for (auto group : {init_commands, token_commands, key_commands, ca_commands, ssh_commands, envelope_commands,
-                     audit_commands, serve_commands, renew_commands}) {
+                     audit_commands, serve_commands, renew_commands, maintain_commands}) {
     for (Command& c : group()) commands.push_back(std::move(c));
   }
   return commands;

@@ -1103,7 +1103,8 @@ PublishedCrl Authority::publish_if_needed(const store::CaRecord& ca, const store
       }
     }
     if (reason.empty() && crl_due(*existing, now)) {
-      reason = "CRL " + std::to_string(existing->crl_number) + " is due (next update " + existing->next_update + ")";
+      reason = "CRL " + std::to_string(existing->crl_number) + " was due at " +
+               rfc3339(parse_rfc3339(existing->next_update) - settings_.crl_next_update / kCrlRepublishDivisor);
     }
   }
   if (reason.empty()) {

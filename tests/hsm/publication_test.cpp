@@ -175,7 +175,7 @@ TEST_F(PublicationTest, ACrlIsRepublishedOnceLessThanHalfOfItsNextUpdatePeriodIs
   past.now = next_update - 1h;
   pki::PublishedCrl due = authority_->published_crl(name_, std::nullopt, past);
   EXPECT_TRUE(due.published);
-  EXPECT_EQ(due.reason, "CRL " + std::to_string(first.crl.number) + " is due (next update " + first.crl.next_update + ")");
+  EXPECT_EQ(due.reason, "CRL " + std::to_string(first.crl.number) + " was due at " + first.due_at);
   EXPECT_EQ(due.crl.number, first.crl.number + 1);
   // What is signed takes the clock, not the time the decision was made at.
   Clock::time_point this_update = *parse_utc(due.crl.this_update);

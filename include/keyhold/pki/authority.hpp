@@ -100,8 +100,8 @@ struct PublishedCrl {
   std::string due_at;     // RFC 3339 UTC: when it is due for republication (nextUpdate - crl_next_update / 2)
   bool published = false;  // this call signed and published it
   // Why it was published: "none published yet", "certificates revoked since
-  // CRL N", "the revoked set differs from CRL N's", "CRL N is due (next
-  // update T)", "forced"; empty when it was not.
+  // CRL N", "the revoked set differs from CRL N's", "CRL N was due at T",
+  // "forced"; empty when it was not.
   std::string reason;
 };
 
