@@ -20,18 +20,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::array<std::string_view, 15> kOperations = {
-    "pki.issue",   "pki.revoke", "pki.read",   "ssh.sign", "ssh.revoke",  "ssh.read",  "kek.datakey", "kek.encrypt",
-    "kek.decrypt", "kek.rewrap", "kek.rotate", "kek.read", "keys.create", "keys.read", "audit.read",
+constexpr std::array<std::string_view, 17> kOperations = {
+    "pki.issue",   "pki.renew",   "pki.revoke", "pki.read",   "ssh.sign",    "ssh.renew",
+    "ssh.revoke",  "ssh.read",    "kek.datakey", "kek.encrypt", "kek.decrypt", "kek.rewrap",
+    "kek.rotate",  "kek.read",    "keys.create", "keys.read",  "audit.read",
 };
 constexpr std::array<std::string_view, 5> kKinds = {"ca", "ssh-ca", "kek", "key", "audit"};
 
 // Which operations each constraint can say something about; anywhere else it is a load error.
 constexpr std::array<std::string_view, 4> kContextOperations = {"kek.datakey", "kek.encrypt", "kek.decrypt",
                                                                 "kek.rewrap"};
-constexpr std::array<std::string_view, 1> kDnsOperations = {"pki.issue"};
-constexpr std::array<std::string_view, 1> kPrincipalOperations = {"ssh.sign"};
-constexpr std::array<std::string_view, 2> kProfileOperations = {"pki.issue", "ssh.sign"};
+constexpr std::array<std::string_view, 2> kDnsOperations = {"pki.issue", "pki.renew"};
+constexpr std::array<std::string_view, 2> kPrincipalOperations = {"ssh.sign", "ssh.renew"};
+constexpr std::array<std::string_view, 4> kProfileOperations = {"pki.issue", "pki.renew", "ssh.sign", "ssh.renew"};
 
 constexpr std::string_view kIdentityVariable = "$identity";
 constexpr std::size_t kMaxPatternLength = 1024;

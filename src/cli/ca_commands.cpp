@@ -226,15 +226,7 @@ int ca_issue(Context& c) {
                                                    " --serial " + issued.record.serial + " prints it");
   }
   if (c.json()) {
-    print_json(c, {{"serial", issued.record.serial},
-                   {"certificate", issued.pem},
-                   {"chain", chain},
-                   {"subject", issued.record.subject},
-                   {"sans", issued.record.sans},
-                   {"not_before", issued.record.not_before},
-                   {"not_after", issued.record.not_after},
-                   {"key_uri", issued.key_uri ? nlohmann::json(*issued.key_uri) : nullptr},
-                   {"warnings", issued.warnings}});
+    print_json(c, service::issued_certificate_json(issued));
   } else if (vm.count("out")) {
     c.out() << "issued certificate " << issued.record.serial << " (" << issued.record.subject << "), valid until "
             << issued.record.not_after << ", written to " << vm["out"].as<std::string>() << "\n";

@@ -349,11 +349,13 @@ const std::vector<Route>& tls_routes() {
       {{"v1", "keks", "{}", "rewrap"}, "POST", "kek.rewrap", "kek"},
       {{"v1", "keks", "{}", "rotate"}, "POST", "kek.rotate", "kek"},
       {{"v1", "pki", "{}", "issue"}, "POST", "pki.issue", "ca"},
+      {{"v1", "pki", "{}", "renew"}, "POST", "pki.renew", "ca"},
       {{"v1", "pki", "{}", "revoke"}, "POST", "pki.revoke", "ca"},
       {{"v1", "pki", "{}", "chain"}, "GET", "pki.read", "ca"},
       {{"v1", "pki", "{}", "crl"}, "GET", "pki.read", "ca"},
       {{"v1", "pki", "{}", "certs"}, "GET", "pki.read", "ca"},
       {{"v1", "ssh", "{}", "sign"}, "POST", "ssh.sign", "ssh-ca"},
+      {{"v1", "ssh", "{}", "renew"}, "POST", "ssh.renew", "ssh-ca"},
       {{"v1", "ssh", "{}", "revoke"}, "POST", "ssh.revoke", "ssh-ca"},
       {{"v1", "ssh", "{}", "ca-key"}, "GET", "ssh.read", "ssh-ca"},
       {{"v1", "ssh", "{}", "krl"}, "GET", "ssh.read", "ssh-ca"},
@@ -443,6 +445,14 @@ Response Api::route(Call& call) {
     if (!found.resource_kind.empty()) call.resource = std::string(found.resource_kind) + ":" + call.parameter;
     if (call.operation == "keys.create") call.resource = "key:";  // named in the body, below
     if (call.operation == "keys.read" && call.parameter.empty()) call.resource = "key:*";
+    // The handshake accepts a certificate of any extendedKeyUsage so that a
+    // server certificate can renew itself; for anything else it must be a
+    // client certificate.
+    if (!call.request.client_auth && call.operation != "pki.renew") {
+      throw Error(ErrorCode::PermissionDenied,
+                  "this certificate is not for client authentication (its extendedKeyUsage lacks clientAuth): it may "
+                  "only renew itself (POST /v1/pki/CA/renew)");
+    }
     if (!limiter_.allow("identity:" + call.caller.identity)) {
       metrics_.count_rate_limited();
       throw Refusal{429, "resource_exhausted", "too many requests: slow down and retry"};
@@ -568,17 +578,20 @@ Response Api::route(Call& call) {
       if (*days == 0 || *days > 36500) invalid("'days' must be from 1 to 36500");
       issue.days = static_cast<int>(*days);
     }
-    pki::IssuedCertificate issued = call.ops().pki_issue(call.caller, issue);
-    std::string chain;
-    for (const std::string& pem : issued.chain_pem) chain += pem;
-    return json_response({{"serial", issued.record.serial},
-                          {"certificate", issued.pem},
-                          {"chain", chain},
-                          {"subject", issued.record.subject},
-                          {"sans", issued.record.sans},
-                          {"not_before", issued.record.not_before},
-                          {"not_after", issued.record.not_after},
-                          {"warnings", issued.warnings}});
+    return json_response(service::issued_certificate_json(call.ops().pki_issue(call.caller, issue)));
+  }
+  if (op == "pki.renew") {
+    Json body = body_object(request, {"csr"});
+    std::string csr = required_string(body, "csr");
+    return json_response(service::issued_certificate_json(
+        call.ops().pki_renew(call.caller, name, request.client_certificate, csr)));
+  }
+  if (op == "ssh.renew") {
+    Json body = body_object(request, {"certificate", "public_key"});
+    std::string current = required_string(body, "certificate");
+    std::string public_key = optional_string(body, "public_key").value_or("");
+    return json_response(
+        service::signed_ssh_certificate_json(call.ops().ssh_renew(call.caller, name, current, public_key)));
   }
   if (op == "pki.revoke") {
     Json body = body_object(request, {"serial", "reason"});

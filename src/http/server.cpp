@@ -379,6 +379,10 @@ std::shared_ptr<TlsContext> build_tls_context(TlsMaterial material) {
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE,
                      verify_callback);
   SSL_CTX_set_verify_depth(native, 8);
+  // Any extendedKeyUsage passes the handshake (libssl would ask for
+  // clientAuth); Request::client_auth tells the Handler what the certificate
+  // is for.
+  SSL_CTX_set_purpose(native, X509_PURPOSE_ANY);
   SSL_CTX_set_ex_data(native, tls_context_index(), context.get());
   context->material = std::move(material);
   ERR_clear_error();
@@ -553,6 +557,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return close_now();
     }
     identity_ = identity_of(peer);
+    // The chain was verified for any purpose; whether the certificate may
+    // authenticate a client (extendedKeyUsage clientAuth, when it has the
+    // extension) is the Handler's to enforce, so that a server certificate
+    // can renew itself.
+    client_auth_ = X509_check_purpose(peer, X509_PURPOSE_SSL_CLIENT, 0) == 1;
+    ERR_clear_error();
+    unsigned char* der = nullptr;
+    int length = i2d_X509(peer, &der);
+    if (length > 0) peer_der_.assign(reinterpret_cast<const char*>(der), static_cast<std::size_t>(length));
+    OPENSSL_free(der);
     wait_for_request();
   }
 
@@ -659,6 +673,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     request.body = std::move(message.body());
     request.identity = identity_;
+    request.client_auth = client_auth_;
+    request.client_certificate = peer_der_;
     request.client_address = client_address_;
     request.tls = kTls;
     version_ = message.version();
@@ -817,6 +833,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   State state_ = State::Created;
   std::string client_address_;
   std::string identity_;
+  bool client_auth_ = false;
+  std::string peer_der_;  // the verified client certificate, DER
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;

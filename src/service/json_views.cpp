@@ -77,6 +77,20 @@ nlohmann::json kek_json(const envelope::KekInfo& k) {
           {"versions", versions}};
 }
 
+nlohmann::json issued_certificate_json(const pki::IssuedCertificate& issued) {
+  std::string chain;
+  for (const std::string& pem : issued.chain_pem) chain += pem;
+  return {{"serial", issued.record.serial},
+          {"certificate", issued.pem},
+          {"chain", chain},
+          {"subject", issued.record.subject},
+          {"sans", issued.record.sans},
+          {"not_before", issued.record.not_before},
+          {"not_after", issued.record.not_after},
+          {"key_uri", issued.key_uri ? nlohmann::json(*issued.key_uri) : nullptr},
+          {"warnings", issued.warnings}};
+}
+
 nlohmann::json certificate_json(const store::CertificateRecord& r) {
   return {{"serial", r.serial},
           {"subject", r.subject},

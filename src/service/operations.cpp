@@ -2,8 +2,12 @@
 
 #include <optional>
 
+#include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/log.hpp"
+#include "keyhold/pki/renewal.hpp"
+#include "keyhold/ssh/certificate.hpp"
+#include "keyhold/ssh/public_key.hpp"
 
 namespace keyhold::service {
 namespace {
@@ -175,6 +179,95 @@ store::CertificateRecord Operations::pki_revoke(const Caller& caller, const std:
                                                 const std::string& serial_hex, pki::RevocationReason reason) {
   authz::Request request = ask("pki.revoke", "ca:" + ca);
   return run(caller, std::move(request), [&] { return pki_.revoke(ca, serial_hex, reason); });
+}
+
+pki::IssuedCertificate Operations::pki_renew(const Caller& caller, const std::string& ca,
+                                             const std::string& current_der, const std::string& csr) {
+  std::span<const std::uint8_t> der(reinterpret_cast<const std::uint8_t*>(current_der.data()), current_der.size());
+  pki::IssueRequest request;
+  request.ca = ca;
+  request.csr = csr;
+  request.requester = caller.identity;
+  // The policy sees what the renewed certificate will name (the CSR must name
+  // what the current one names). An unknown certificate or an unreadable CSR
+  // leaves the names out; the operation then refuses it, recorded.
+  authz::Request check = ask("pki.renew", "ca:" + ca);
+  std::optional<store::CertificateRecord> current;
+  try {
+    current = pki_.certificate(ca, pki::serial_of(der));
+    request.profile = current->profile;
+    check.profile = current->profile;
+    pki::IssuanceRequest names = pki::requested_names(request);
+    for (const auto& [field, value] : names.subject) {
+      if (field == "CN") check.common_name = value;
+    }
+    check.dns_names = names.sans.dns;
+    check.ip_addresses = names.sans.ip;
+    check.uris = names.sans.uri;
+    check.emails = names.sans.email;
+  } catch (const Error&) {
+  }
+  return run(caller, std::move(check), [&]() -> pki::IssuedCertificate {
+    if (!current || current->certificate_der != std::vector<std::uint8_t>(der.begin(), der.end())) {
+      throw Error(ErrorCode::PermissionDenied, "the client certificate was not issued by CA '" + ca + "'");
+    }
+    if (current->status != "valid") {
+      throw Error(ErrorCode::PermissionDenied, "the client certificate was revoked: it cannot renew itself");
+    }
+    auto not_after = parse_utc(current->not_after);
+    if (!not_after || *not_after <= std::chrono::system_clock::now()) {
+      throw Error(ErrorCode::PermissionDenied, "the client certificate has expired: it cannot renew itself");
+    }
+    pki::check_renewal_request(csr, der);
+    return pki_.issue(request);
+  });
+}
+
+ssh::SignedCertificate Operations::ssh_renew(const Caller& caller, const std::string& ca,
+                                             const std::string& current_line, const std::string& new_public_key) {
+  authz::Request check = ask("ssh.renew", "ssh-ca:" + ca);
+  std::optional<ssh::ParsedCertificate> parsed;
+  try {
+    parsed = ssh::parse_certificate_line(current_line);
+    check.principals = parsed->fields.principals;
+  } catch (const Error&) {
+  }
+  return run(caller, std::move(check), [&]() -> ssh::SignedCertificate {
+    if (!parsed) ssh::parse_certificate_line(current_line);  // throws what is wrong with it
+    const ssh::CertificateFields& fields = parsed->fields;
+    ssh::CaDetails details = ssh_.show_ca(ca);
+    ssh::OpenSshPublicKey ca_key = ssh::parse_public_key_line(details.public_key_line);
+    if (parsed->ca_key_blob != ca_key.blob || !ssh::verify_certificate_signature(*parsed)) {
+      throw Error(ErrorCode::PermissionDenied, "the certificate was not signed by SSH CA '" + ca + "'");
+    }
+    store::SshCertificateFilter filter;
+    filter.key_id = fields.key_id;
+    std::optional<store::SshCertificateRecord> record;
+    for (store::SshCertificateRecord& r : ssh_.certificates(ca, filter)) {
+      if (r.serial == fields.serial) record = std::move(r);
+    }
+    if (!record || record->public_key_fingerprint != ssh::fingerprint_sha256(fields.subject.blob)) {
+      throw Error(ErrorCode::PermissionDenied, "the certificate is not recorded by SSH CA '" + ca + "'");
+    }
+    if (record->status != "valid") throw Error(ErrorCode::PermissionDenied, "the certificate was revoked: it cannot be renewed");
+    auto now = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    if (record->valid_before <= now) {
+      throw Error(ErrorCode::PermissionDenied, "the certificate has expired: it cannot renew itself");
+    }
+    ssh::SignInput input;
+    input.ca = ca;
+    input.profile = record->profile;
+    input.public_key = new_public_key.empty() ? ssh::authorized_keys_line(fields.subject.key, "") : new_public_key;
+    input.kind = fields.type == ssh::CertificateType::Host ? ssh::CertificateKind::Host : ssh::CertificateKind::User;
+    input.key_id = fields.key_id;
+    input.principals = fields.principals;
+    input.options = fields.critical_options;
+    input.extensions = fields.extensions;
+    input.no_default_extensions = true;  // exactly the extensions the current one has
+    input.requester = caller.identity;
+    return ssh_.sign(input);
+  });
 }
 
 std::vector<std::string> Operations::pki_chain(const Caller& caller, const std::string& ca) {

@@ -713,7 +713,7 @@ TEST(PolicyRefusal, EscapesWhatTheCallerSent) {
 // ---- Operations, kinds, the dev policy ------------------------------------------------
 
 TEST(PolicyOperations, EveryKnownOperationHasAResourceKind) {
-  EXPECT_EQ(known_operations().size(), 15u);
+  EXPECT_EQ(known_operations().size(), 17u);
   for (std::string_view operation : known_operations()) EXPECT_TRUE(resource_kind(operation)) << operation;
   EXPECT_EQ(resource_kind("pki.issue"), "ca");
   EXPECT_EQ(resource_kind("ssh.read"), "ssh-ca");

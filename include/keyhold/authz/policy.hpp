@@ -13,9 +13,9 @@
 //   resources = ["kek:payments-*"]                  # required, not empty
 //   [rule.when]                                     # optional: constraints, all must hold
 //   context = { tenant = "payments" }               # kek.datakey kek.encrypt kek.decrypt kek.rewrap
-//   dns_suffixes = [".payments.example.org"]        # pki.issue
-//   principals = ["$identity", "deploy-*"]          # ssh.sign
-//   profiles = ["server"]                           # pki.issue ssh.sign
+//   dns_suffixes = [".payments.example.org"]        # pki.issue pki.renew
+//   principals = ["$identity", "deploy-*"]          # ssh.sign ssh.renew
+//   profiles = ["server"]                           # pki.issue pki.renew ssh.sign ssh.renew
 //
 // Nothing else may be in the file. Every problem is an InvalidArgument
 // "FILE:LINE: rule 'NAME': what is wrong" (rule #N when the rule has no
@@ -70,9 +70,10 @@
 
 namespace keyhold::authz {
 
-// The operations the service checks, a closed list: pki.issue pki.revoke
-// pki.read ssh.sign ssh.revoke ssh.read kek.datakey kek.encrypt kek.decrypt
-// kek.rewrap kek.rotate kek.read keys.create keys.read audit.read.
+// The operations the service checks, a closed list: pki.issue pki.renew
+// pki.revoke pki.read ssh.sign ssh.renew ssh.revoke ssh.read kek.datakey
+// kek.encrypt kek.decrypt kek.rewrap kek.rotate kek.read keys.create
+// keys.read audit.read. (pki.renew, ssh.renew: a certificate renewing itself.)
 std::span<const std::string_view> known_operations() noexcept;
 
 // The kind of resource an operation acts on: "ca" for pki.*, "ssh-ca" for

@@ -16,15 +16,19 @@
 //   POST /v1/keks/{name}/rewrap          kek.rewrap   {"ciphertext","context"?,"new_context"?}
 //   POST /v1/keks/{name}/rotate          kek.rotate   {}
 //   POST /v1/pki/{ca}/issue              pki.issue    {"profile","csr","days"?}
+//   POST /v1/pki/{ca}/renew              pki.renew    {"csr"}: the client certificate renews itself
 //   POST /v1/pki/{ca}/revoke             pki.revoke   {"serial","reason"?}
 //   GET  /v1/pki/{ca}/chain              pki.read     PEM
 //   GET  /v1/pki/{ca}/crl                pki.read     DER (?format=pem: PEM)
 //   GET  /v1/pki/{ca}/certs              pki.read     ?status=&expiring_within=
 //   POST /v1/ssh/{ca}/sign               ssh.sign     {"public_key","type","key_id","principals",...}
+//   POST /v1/ssh/{ca}/renew              ssh.renew    {"certificate","public_key"?}
 //   POST /v1/ssh/{ca}/revoke             ssh.revoke   {"serial"} | {"key_id"} | {"public_key"}
 //   GET  /v1/ssh/{ca}/ca-key             ssh.read     text
 //   GET  /v1/ssh/{ca}/krl                ssh.read     binary KRL
 //   GET  /v1/ssh/{ca}/certs              ssh.read     ?status=&key_id=
+// A client certificate whose extendedKeyUsage lacks clientAuth (a server
+// certificate) reaches only POST /v1/pki/{ca}/renew; anything else is 403.
 // On the plain listener (handle_public), without identity or policy: GET
 // /v1/pki/{ca}/chain, /v1/pki/{ca}/crl, /v1/ssh/{ca}/ca-key, /v1/ssh/{ca}/krl.
 //

@@ -17,8 +17,9 @@
 //   in the handshake and never reaches a Handler;
 // - the trust anchors are exactly TlsMaterial::client_cas (an intermediate
 //   may be an anchor: X509_V_FLAG_PARTIAL_CHAIN); the certificate must be
-//   valid now and allowed for client authentication (extendedKeyUsage
-//   clientAuth when the extension is present);
+//   valid now; its extendedKeyUsage is not checked in the handshake but
+//   reported as Request::client_auth, for the Handler to enforce (a server
+//   certificate may renew itself);
 // - revocation, per CA: a CA for which at least one CRL is configured has
 //   every certificate it issued (at any depth of the chain) checked against
 //   its CRL, and a missing or unusable CRL for it (expired, bad signature) is
@@ -87,6 +88,14 @@ struct Request {
   // The verified client certificate's identity (identity_of); never empty on
   // the TLS listener, always empty on the plain one.
   std::string identity;
+  // Whether that certificate is meant for client authentication: it has no
+  // extendedKeyUsage, or one that names clientAuth (X509_PURPOSE_SSL_CLIENT).
+  // The handshake accepts any usage; a Handler must refuse a request whose
+  // certificate is not for client authentication unless the request is the
+  // certificate renewing itself. False on the plain listener.
+  bool client_auth = false;
+  // The verified client certificate, DER (empty on the plain listener).
+  std::string client_certificate;
   std::string client_address;  // "127.0.0.1:50412", "[::1]:50412"
   // 32 random hex digits made by the server (never taken from the client),
   // also sent back as the X-Request-Id response header.

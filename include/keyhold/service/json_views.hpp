@@ -10,6 +10,7 @@
 
 #include "keyhold/crypto/key_ring.hpp"
 #include "keyhold/envelope/service.hpp"
+#include "keyhold/pki/authority.hpp"
 #include "keyhold/service/key_service.hpp"
 #include "keyhold/ssh/authority.hpp"
 #include "keyhold/store/store.hpp"
@@ -23,6 +24,9 @@ nlohmann::json attributes_json(const crypto::SecurityAttributes& attributes);
 nlohmann::json token_key_json(const crypto::TokenKey& key);
 nlohmann::json key_json(const KeyDetails& key);
 nlohmann::json kek_json(const envelope::KekInfo& kek);
+// What ca issue / POST .../issue return: serial, certificate, chain (PEM, issuer first), subject, sans,
+// validity, key_uri (null unless the key was made in the token), warnings.
+nlohmann::json issued_certificate_json(const pki::IssuedCertificate& issued);
 // An issued X.509 certificate as listed (no certificate body).
 nlohmann::json certificate_json(const store::CertificateRecord& record);
 // An SSH certificate as listed; status overrides the stored one when given ("expired").

@@ -72,6 +72,13 @@ class Operations {
   pki::IssuedCertificate pki_issue(const Caller& caller, const PkiIssue& request);
   store::CertificateRecord pki_revoke(const Caller& caller, const std::string& ca, const std::string& serial_hex,
                                       pki::RevocationReason reason);
+  // pki.renew: the caller's own client certificate (DER, as verified in the
+  // TLS handshake) renews itself: it must have been issued by ca and be
+  // recorded there as valid and unexpired (else PermissionDenied), and csr
+  // must name exactly its subject and subjectAltNames (else InvalidArgument);
+  // issued under the same profile. The policy judges pki.renew with those names.
+  pki::IssuedCertificate pki_renew(const Caller& caller, const std::string& ca, const std::string& current_der,
+                                   const std::string& csr);
   // pki.read (public: chain and CRL).
   std::vector<std::string> pki_chain(const Caller& caller, const std::string& ca);
   pki::CrlResult pki_crl(const Caller& caller, const std::string& ca);
@@ -86,6 +93,13 @@ class Operations {
   // ssh.read (public: CA key and KRL).
   ssh::CaDetails ssh_ca_key(const Caller& caller, const std::string& ca);
   ssh::KrlResult ssh_krl(const Caller& caller, const std::string& ca);
+  // ssh.renew: a certificate of this CA (its line, signed by the CA,
+  // recorded as valid and unexpired) signed again for new_public_key (empty:
+  // the same key) with the same type, key id, principals, options and
+  // extensions, under the same profile's validity. The policy judges
+  // ssh.renew with those principals for the caller (the mTLS identity).
+  ssh::SignedCertificate ssh_renew(const Caller& caller, const std::string& ca, const std::string& current_line,
+                                   const std::string& new_public_key);
   std::vector<store::SshCertificateRecord> ssh_certificates(const Caller& caller, const std::string& ca,
                                                             const store::SshCertificateFilter& filter);
 
