@@ -1065,6 +1065,18 @@ PublishedCrl Authority::published_crl(const std::string& ca_name, std::optional<
   return publish_if_needed(current.ca, version, now, check.compare_revoked, false);
 }
 
+std::optional<PublishedCrl> Authority::last_published_crl(const std::string& ca_name, std::optional<int> version_number) {
+  CaContext current = load(ca_name, false);
+  store::CaVersionRecord version = find_version(current, version_number);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::optional<store::PublishedCrlRecord> summary = store_.cas().published_crl_summary(version.id);
+    if (!summary) return std::nullopt;
+    // nullptr: replaced between the two reads; read again.
+    if (auto record = cached_crl(version.id, summary->crl_number)) return published_view(version, *record);
+  }
+  throw Error(ErrorCode::Unavailable, "the published CRL of CA '" + ca_name + "' keeps changing; try again");
+}
+
 PublishedCrl Authority::publish_crl(const std::string& ca_name, std::optional<int> version_number) {
   CaContext current = load(ca_name, false);
   store::CaVersionRecord version = find_version(current, version_number);

@@ -316,6 +316,16 @@ TEST_F(PublicationTest, ACaWhoseKeyIsGoneFailsToPublishAndLeavesThePublishedCrlA
   pki::PublishedCrl still = fresh->published_crl(name_);
   EXPECT_FALSE(still.published);
   EXPECT_EQ(still.crl.der, first.crl.der);
+  // Once due, publishing fails; the last published CRL is still there for a server to fall back on.
+  pki::PublicationCheck due;
+  due.now = *parse_utc(first.due_at);
+  EXPECT_THROW(fresh->published_crl(name_, std::nullopt, due), Error);
+  std::optional<pki::PublishedCrl> last = fresh->last_published_crl(name_);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->crl.der, first.crl.der);
+  EXPECT_FALSE(last->published);
+  create_root(*fresh, name_ + "-none");
+  EXPECT_FALSE(fresh->last_published_crl(name_ + "-none").has_value());
   EXPECT_EQ(store_->cas().find_version(store_->cas().current_version(store_->cas().find(name_)->id)->id)->crl_number,
             first.crl.number);
 }

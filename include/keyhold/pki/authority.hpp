@@ -175,6 +175,12 @@ class Authority {
   // published CRL left as it was.
   PublishedCrl published_crl(const std::string& ca, std::optional<int> version = std::nullopt,
                              const PublicationCheck& check = {});
+  // The CRL recorded as published for the version (default: current) as it
+  // is, stale or due or not, without signing anything; nullopt when none was
+  // published. For a server that would rather serve a CRL that is due (but
+  // before its nextUpdate) than an error while the token cannot sign.
+  // Thread-safe.
+  std::optional<PublishedCrl> last_published_crl(const std::string& ca, std::optional<int> version = std::nullopt);
   // A fresh CRL for the version (default: current), signed and recorded as
   // published whatever the state of the one before. Thread-safe.
   PublishedCrl publish_crl(const std::string& ca, std::optional<int> version = std::nullopt);
