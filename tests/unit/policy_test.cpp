@@ -209,7 +209,7 @@ std::vector<LoadErrorCase> load_error_cases() {
       {"unknown operation", bad_rule("operations = [\"kek.decypt\"]"),
        "policy.toml:3: rule 'r': ", "unknown operation 'kek.decypt' (did you mean 'kek.decrypt'?)"},
       {"unknown operation, no close spelling", bad_rule("operations = [\"launch.missiles\"]"),
-       "policy.toml:3: rule 'r': ", "unknown operation 'launch.missiles' (known: pki.issue, pki.revoke"},
+       "policy.toml:3: rule 'r': ", "unknown operation 'launch.missiles' (known: pki.issue, pki.renew, pki.revoke"},
       {"operation in the wrong case", bad_rule("operations = [\"KEK.DECRYPT\"]"),
        "policy.toml:3: rule 'r': ", "(did you mean 'kek.decrypt'?)"},
       {"operation wildcard", bad_rule("operations = [\"kek.*\"]"),
@@ -245,7 +245,7 @@ std::vector<LoadErrorCase> load_error_cases() {
       {"dns_suffixes on kek.decrypt",
        rule("r", "[\"admin\"]", "[\"kek.decrypt\"]", "[\"kek:a\"]", "dns_suffixes = [\".example.org\"]\n"),
        "policy.toml:7: rule 'r': ",
-       "'when.dns_suffixes' constrains pki.issue only, and the rule also allows kek.decrypt: give kek.decrypt a rule "
+       "'when.dns_suffixes' constrains pki.issue, pki.renew only, and the rule also allows kek.decrypt: give kek.decrypt a rule "
        "of its own"},
       {"context on pki.issue", rule("r", "[\"admin\"]", "[\"pki.issue\"]", "[\"ca:a\"]", "context = { a = \"b\" }\n"),
        "policy.toml:7: rule 'r': ", "'when.context' constrains kek.datakey, kek.encrypt, kek.decrypt, kek.rewrap only"},
@@ -254,11 +254,11 @@ std::vector<LoadErrorCase> load_error_cases() {
        "policy.toml:7: rule 'r': ", "and the rule also allows kek.rotate"},
       {"principals on pki.issue",
        rule("r", "[\"admin\"]", "[\"pki.issue\"]", "[\"ca:a\"]", "principals = [\"$identity\"]\n"),
-       "policy.toml:7: rule 'r': ", "'when.principals' constrains ssh.sign only"},
+       "policy.toml:7: rule 'r': ", "'when.principals' constrains ssh.sign, ssh.renew only"},
       {"profiles on pki.revoke",
        rule("r", "[\"admin\"]", "[\"pki.issue\", \"pki.revoke\"]", "[\"ca:a\"]", "profiles = [\"server\"]\n"),
        "policy.toml:7: rule 'r': ",
-       "'when.profiles' constrains pki.issue, ssh.sign only, and the rule also allows "
+       "'when.profiles' constrains pki.issue, pki.renew, ssh.sign, ssh.renew only, and the rule also allows "
        "pki.revoke"},
       {"context not a table", rule("r", "[\"admin\"]", "[\"kek.decrypt\"]", "[\"kek:a\"]", "context = [\"a\"]\n"),
        "policy.toml:7: rule 'r': ", "'when.context' must be a table, as in { tenant = \"payments\" }"},
