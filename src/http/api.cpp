@@ -589,6 +589,8 @@ Response Api::route(Call& call) {
   if (op == "ssh.renew") {
     Json body = body_object(request, {"certificate", "public_key"});
     std::string current = required_string(body, "certificate");
+    // The content of a -cert.pub file: one line, its end of line dropped.
+    while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
     std::string public_key = optional_string(body, "public_key").value_or("");
     return json_response(
         service::signed_ssh_certificate_json(call.ops().ssh_renew(call.caller, name, current, public_key)));
