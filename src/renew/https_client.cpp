@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -115,6 +116,36 @@ class Socket {
   int fd_ = -1;
 };
 
+// Writing to a connection the server has closed raises SIGPIPE, whose default
+// action kills the process: blocked for this thread while it talks, and one
+// raised meanwhile is taken off again before the mask is restored.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    pending_before_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SigpipeBlocked() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!pending_before_ && sigismember(&pending, SIGPIPE) == 1) {
+      timespec zero{};
+      sigtimedwait(&set_, nullptr, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t set_{}, old_{};
+  bool pending_before_ = false;
+};
+
 SslCtxPtr client_context(const ClientTls& tls) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) throw Error(ErrorCode::Internal, "OpenSSL could not make a TLS context: " + openssl_errors());
@@ -172,14 +203,13 @@ std::string tls_failure(SSL* ssl, int rc, const char* during) {
 // In TLS 1.3 the server judges the client certificate after the client's
 // handshake is complete: its refusal arrives as an alert on the next read.
 // Says so in words when that is what happened.
-std::string refusal_or(SSL* ssl, std::string failure) {
+std::string refusal_or(std::string failure) {
   std::string lower_failure = failure;
   std::transform(lower_failure.begin(), lower_failure.end(), lower_failure.begin(), [](unsigned char c) { return std::tolower(c); });
   if (lower_failure.find("alert") != std::string::npos &&
       (lower_failure.find("certificate") != std::string::npos || lower_failure.find("unknown ca") != std::string::npos)) {
     return "the server refused the client certificate (" + failure.substr(failure.find(": ") + 2) + ")";
   }
-  (void)ssl;
   return failure;
 }
 
@@ -196,7 +226,7 @@ void write_all(SSL* ssl, std::string_view data, const std::string& where) {
         if (alert.find("alert") != std::string::npos) failure = alert;
       }
       ERR_clear_error();
-      throw Error(ErrorCode::Unavailable, refusal_or(ssl, failure));
+      throw Error(ErrorCode::Unavailable, refusal_or(failure));
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -285,6 +315,7 @@ HttpsResponse post_json(const HttpsUrl& url, std::string_view path, std::string_
   SslCtxPtr ctx = client_context(tls);
   const std::string where = (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host) + ":" +
                             std::to_string(url.port);
+  SigpipeBlocked no_sigpipe;
   Socket socket;
   socket.connect(url, tls.timeout);
 
@@ -302,7 +333,10 @@ HttpsResponse post_json(const HttpsUrl& url, std::string_view path, std::string_
     if (SSL_set1_host(ssl.get(), url.host.c_str()) != 1) throw Error(ErrorCode::Internal, "OpenSSL refused the host " + url.host);
   }
   int rc = SSL_connect(ssl.get());
-  if (rc != 1) throw Error(ErrorCode::Unavailable, tls_failure(ssl.get(), rc, ("the TLS handshake with " + where + " failed").c_str()));
+  if (rc != 1) {
+    throw Error(ErrorCode::Unavailable,
+                refusal_or(tls_failure(ssl.get(), rc, ("the TLS handshake with " + where + " failed").c_str())));
+  }
 
   std::string host_header = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
   if (url.port != 443) host_header += ":" + std::to_string(url.port);
@@ -375,7 +409,7 @@ HttpsResponse post_json(const HttpsUrl& url, std::string_view path, std::string_
                                                     "certificate?)");
       }
       throw Error(ErrorCode::Unavailable,
-                  refusal_or(ssl.get(), tls_failure(ssl.get(), n, ("reading the answer of " + where + " failed").c_str())));
+                  refusal_or(tls_failure(ssl.get(), n, ("reading the answer of " + where + " failed").c_str())));
     }
     data.append(buffer, static_cast<std::size_t>(n));
     if (data.size() > kMaxResponseBytes) throw Error(ErrorCode::Unavailable, where + " answered more than 1 MiB");
