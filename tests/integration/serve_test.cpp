@@ -407,7 +407,14 @@ TEST_F(ServeAdmin, HealthReportsEveryCheck) {
   Json j = r.json();
   EXPECT_EQ(j["status"], "ok") << r.body;
   EXPECT_EQ(j["checks"], (Json{{"audit", "ok"}, {"store", "ok"}, {"token", "ok"}})) << r.body;
-  EXPECT_TRUE(r.header("X-Request-Id").has_value()) << r.headers;
+  EXPECT_TRUE(std::regex_match(r.header("X-Request-Id").value_or(""), std::regex("[0-9a-f]{32}"))) << r.headers;
+  EXPECT_EQ(r.header("Cache-Control").value_or(""), "no-store") << r.headers;
+  EXPECT_EQ(r.header("X-Content-Type-Options").value_or(""), "nosniff") << r.headers;
+  // The server makes the request id; the client's is ignored.
+  Reply mine = http(server(), "GET", "/v1/no-such-path", admin_identity(), {"-H", "X-Request-Id: chosen-by-client"});
+  EXPECT_NE(mine.header("X-Request-Id").value_or(""), "chosen-by-client") << mine.headers;
+  expect_error(mine, 404, "not_found");
+  EXPECT_EQ(mine.header("Cache-Control").value_or(""), "no-store") << mine.headers;
 }
 
 TEST_F(ServeAdmin, MetricsArePrometheusTextCountingRequests) {
@@ -648,7 +655,8 @@ TEST_F(ServeAdmin, RevokedCertificateIsInTheCrlForOpenssl) {
   // The first revocation stands.
   expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", serial}}), 409, "failed_precondition");
   expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", "abcdef0123"}}), 404, "not_found");
-  expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", serial}, {"reason", "boredom"}}), 400, "invalid_argument");
+  expect_error(post(server(), "/v1/pki/dev/revoke", {{"serial", serial}, {"reason", "boredom"}}), 400,
+               "invalid_argument");
 
   // DER CRL: openssl checks its signature against ca.pem and lists the serial.
   std::string der = work_file("dev.crl.der");
@@ -745,6 +753,11 @@ TEST_F(ServeAdmin, SignsAnSshCertificateThatSshKeygenReads) {
                      {"key_id", "x"},
                      {"principals", Json::array({"x"})}}),
                400, "invalid_argument");
+  // No principal would be every user: refused.
+  expect_error(
+      post(server(), "/v1/ssh/users/sign",
+           {{"public_key", read_file(key + ".pub")}, {"type", "user"}, {"key_id", "x"}, {"principals", Json::array()}}),
+      400, "invalid_argument");
   expect_error(post(server(), "/v1/ssh/users/sign",
                     {{"public_key", read_file(key + ".pub")},
                      {"type", "admin"},
@@ -820,6 +833,7 @@ TEST_F(ServeAdmin, RevokedSshCertificateIsInTheKrlForSshKeygen) {
   Reply id_revoked = post(server(), "/v1/ssh/users/revoke", {{"key_id", "ssh-by-id" + tag}});
   ASSERT_EQ(id_revoked.status, 200) << id_revoked.describe();
   EXPECT_EQ(id_revoked.json()["revoked"], 1) << id_revoked.body;
+  expect_error(post(server(), "/v1/ssh/users/revoke", {{"key_id", "ssh-by-id" + tag}}), 409, "failed_precondition");
   Reply key_revoked =
       post(server(), "/v1/ssh/users/revoke", {{"public_key", read_file(work_file("ssh-by-key" + tag) + ".pub")}});
   ASSERT_EQ(key_revoked.status, 200) << key_revoked.describe();
@@ -1091,7 +1105,7 @@ resources = ["ca:*", "ssh-ca:*", "kek:*", "key:*", "audit:*"]
 [[rule]]
 name = "payments-kek"
 identities = ["spiffe://example.org/payments"]
-operations = ["kek.datakey", "kek.encrypt", "kek.decrypt"]
+operations = ["kek.datakey", "kek.encrypt", "kek.decrypt", "kek.rewrap"]
 resources = ["kek:payments"]
 [rule.when]
 context = { tenant = "payments" }
@@ -1141,10 +1155,19 @@ TEST_F(ServePolicy, DecryptIsAllowedOnlyInTheTenantOfTheRule) {
                 "kek.decrypt", "kek:payments");
   expect_denied(post(server(), "/v1/keks/payments/datakey", {{"context", theirs}}, who), "kek.datakey", "kek:payments");
   EXPECT_EQ(post(server(), "/v1/keks/payments/datakey", {{"context", mine}}, who).status, 200);
-  // Not listed: other operations, other KEKs.
+  // A rewrap needs both contexts allowed: it cannot move a ciphertext to another tenant.
+  Reply rewrapped = post(
+      server(), "/v1/keks/payments/rewrap",
+      {{"ciphertext", encrypted.json()["ciphertext"]}, {"context", mine}, {"new_context", {{"tenant", "payments"}}}},
+      who);
+  EXPECT_EQ(rewrapped.status, 200) << rewrapped.describe();
   expect_denied(post(server(), "/v1/keks/payments/rewrap",
-                     {{"ciphertext", encrypted.json()["ciphertext"]}, {"context", mine}}, who),
+                     {{"ciphertext", encrypted.json()["ciphertext"]}, {"context", mine}, {"new_context", theirs}}, who),
                 "kek.rewrap", "kek:payments");
+  expect_denied(post(server(), "/v1/keks/payments/rewrap",
+                     {{"ciphertext", other.json()["ciphertext"]}, {"context", theirs}, {"new_context", mine}}, who),
+                "kek.rewrap", "kek:payments");
+  // Not listed: other operations, other KEKs.
   expect_denied(post(server(), "/v1/keks/payments/rotate", Json::object(), who), "kek.rotate", "kek:payments");
   expect_denied(get(server(), "/v1/keks/payments", who), "kek.read", "kek:payments");
   expect_denied(post(server(), "/v1/keks/other/encrypt", {{"plaintext", base64_encode("x")}, {"context", mine}}, who),
@@ -1506,6 +1529,13 @@ TEST_F(ServeTls, AdminAndOtherValidClientsGetThroughTheHandshake) {
   EXPECT_TRUE(contains(r.out, "Verify return code: 0 (ok)")) << r.out;
 }
 
+TEST_F(ServeTls, Tls12IsRefusedByDefault) {
+  Reply r = http(server(), "GET", "/v1/health", admin_identity(), {"--tls-max", "1.2"});
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_TRUE(contains(r.curl_error, "protocol version")) << r.describe();
+  EXPECT_EQ(get(server(), "/v1/health").status, 200);
+}
+
 TEST_F(ServeTls, NoClientCertificateIsRefused) {
   CurlIdentity none{"", "", path_in_setup("ca.pem")};
   expect_refused_by_curl(none, "certificate required");
@@ -1549,6 +1579,25 @@ TEST_F(ServeTls, RevokedClientCertificateIsRefusedWhileAdminWorks) {
   ASSERT_TRUE(std::regex_search(metrics.body, m, std::regex("\nkeyhold_tls_handshake_failures_total ([0-9]+)\n")))
       << metrics.body;
   EXPECT_GE(std::stol(m[1]), 2) << metrics.body;
+}
+
+// ---------------------------------------------------------------------------
+// A policy with a mistake: the service does not start, and says where.
+
+TEST(ServeStartup, APolicyWithAMistakeIsRefusedWithFileAndLine) {
+  std::string policy = work_file("policy-typo.toml");
+  write_file(policy,
+             "[[rule]]\nname = \"x\"\nidentities = [\"admin\"]\noperations = [\"kek.decypt\"]\nresources = "
+             "[\"kek:*\"]\n");
+  fs::path config = variant("serve-typo", {{"policy_file = \"policy.toml\"", "policy_file = \"" + policy + "\""}});
+  try {
+    auto server = ServeProcess::start(config);
+    ADD_FAILURE() << "keyhold serve started with a bad policy";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(
+        contains(e.what(), policy + ":4: rule 'x': unknown operation 'kek.decypt' (did you mean 'kek.decrypt'?)"))
+        << e.what();
+  }
 }
 
 // ---------------------------------------------------------------------------
