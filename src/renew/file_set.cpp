@@ -262,11 +262,16 @@ void install(const fs::path& journal, std::vector<NewFile> files,
   // From here on the journal owns the temporary files: a failure leaves them for the next run to roll forward.
   cleanup.armed = false;
 
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    replace({temporaries[i], targets[i]});
-    if (i == 0) crash_point("between-renames");
+  try {
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      replace({temporaries[i], targets[i]});
+      if (i == 0) crash_point("between-renames");
+    }
+    sync_directories(targets);
+  } catch (const Error& e) {
+    throw Error(e.code(), std::string(e.what()) + "; the journal " + journal.string() +
+                              " stays, and the next keyhold renew completes the renewal before anything else");
   }
-  sync_directories(targets);
   remove_if_there(journal);
   sync_directory(directory_of(journal));
 }

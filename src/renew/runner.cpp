@@ -11,9 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <set>
-#include <sstream>
 
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/text.hpp"
@@ -475,9 +472,10 @@ EntryResult renew_entry(const Entry& entry, const RunOptions& options) {
               [&](const std::vector<fs::path>& temporaries) { check_set(entry, planned, temporaries); });
       result.status = Status::Renewed;
       result.changed = true;
-      outcome = "renewed: " + plan.detail + " (due: " + decision.reason + ")";
+      outcome = plan.detail + " (due: " + decision.reason + ")";
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
+    // keyhold::Error above all; anything else still fails this entry only.
     result.status = Status::Failed;
     outcome = std::string("failed: ") + e.what();
   }
@@ -488,7 +486,7 @@ EntryResult renew_entry(const Entry& entry, const RunOptions& options) {
   }
   std::string line = entry.name + ": ";
   if (result.status == Status::Renewed) {
-    line += result.hook_failed ? "renewed, but the deploy hook failed (" + hook_failure + "): " + outcome.substr(9) : outcome;
+    line += (result.hook_failed ? "renewed, but the deploy hook failed (" + hook_failure + "): " : "renewed: ") + outcome;
   } else {
     if (!before.empty()) line += before + (result.hook_failed ? ", but the deploy hook failed (" + hook_failure + ")" : "") + "; ";
     line += outcome;
