@@ -9,8 +9,11 @@
 //   ServePolicy     a policy of our own: context and principal constraints
 //   ServeAudit      one audit record per request, audit verify afterwards
 //   ServeRateLimit  429 with a tiny bucket
+//   ServePlain      the plain-HTTP listener: public material only
 //   ServeTls        refusals in the TLS handshake (no, foreign, expired and
-//                   revoked client certificates)
+//                   revoked client certificates; TLS 1.2), and a
+//                   certificate without identity
+//   ServeStartup    a policy with a mistake stops the start
 //   ServeKeys       the server's private key never exists as a file
 
 #include <gtest/gtest.h>
