@@ -277,7 +277,9 @@ std::vector<std::string> Operations::pki_chain(const Caller& caller, const std::
 
 pki::CrlResult Operations::pki_crl(const Caller& caller, const std::string& ca) {
   return run(
-      caller, ask("pki.read", "ca:" + ca), [&] { return pki_.crl(ca); }, std::nullopt, Access::Public);
+      // The published CRL: signed again only when a revocation made it stale or it is due, so that
+      // readers (anonymous ones too) never make the CA key sign.
+      caller, ask("pki.read", "ca:" + ca), [&] { return pki_.published_crl(ca).crl; }, std::nullopt, Access::Public);
 }
 
 std::vector<store::CertificateRecord> Operations::pki_certificates(const Caller& caller, const std::string& ca,
@@ -314,7 +316,8 @@ ssh::CaDetails Operations::ssh_ca_key(const Caller& caller, const std::string& c
 
 ssh::KrlResult Operations::ssh_krl(const Caller& caller, const std::string& ca) {
   return run(
-      caller, ask("ssh.read", "ssh-ca:" + ca), [&] { return ssh_.krl(ca); }, std::nullopt, Access::Public);
+      // The published KRL: made again only after a revocation.
+      caller, ask("ssh.read", "ssh-ca:" + ca), [&] { return ssh_.published_krl(ca).krl; }, std::nullopt, Access::Public);
 }
 
 std::vector<store::SshCertificateRecord> Operations::ssh_certificates(const Caller& caller, const std::string& ca,
