@@ -382,8 +382,9 @@ Decrypted Service::decrypt(const Ciphertext& ciphertext, const Context& context,
                                          ", which no KEK of this keyhold has");
   }
   if (expected_kek && *expected_kek != kek->name) {
-    throw Error(ErrorCode::InvalidArgument, "the ciphertext was made under " + kek_label(*kek) + ", not KEK '" +
-                                                *expected_kek + "'");
+    // Not which KEK it names: a service caller allowed only on expected_kek must not learn other KEKs' names.
+    throw Error(ErrorCode::InvalidArgument, "the ciphertext was not made under KEK '" + *expected_kek +
+                                                "' (it names another KEK)");
   }
   const store::KekVersionRecord* version = nullptr;
   for (const auto& v : found->versions) {

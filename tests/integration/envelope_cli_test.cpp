@@ -753,7 +753,7 @@ TEST(EnvelopeBadInput, EveryBadCiphertextIsRefusedWithOneLineAndNoOutput) {
       {"extra context item", good, {"--context", "app=a", "--context", "more=1"}, 2, {"does not match"}},
       {"changed KEK id", text_of(kek_id_changed), {"--context", "app=a"}, 4, {"KEK id " + hex(kek_id_changed.substr(1, 16)), "no KEK"}},
       {"changed KEK id, binary", kek_id_changed, {"--context", "app=a"}, 4, {"no KEK"}},
-      {"--kek of another KEK", good, {"--context", "app=a", "--kek", "other"}, 2, {"made under KEK 'victim'", "not KEK 'other'"}},
+      {"--kek of another KEK", good, {"--context", "app=a", "--kek", "other"}, 2, {"not made under KEK 'other'", "it names another KEK"}},
       // Not NotFound (status 4) like `encrypt --kek nope`: the service compares the name with the ciphertext's KEK.
       {"--kek nope", good, {"--context", "app=a", "--kek", "nope"}, 2, {"'nope'"}},
       {"KEK version that does not exist", text_of(version99), {"--context", "app=a"}, 4, {"KEK 'victim' has no version 99"}},
