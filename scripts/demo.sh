@@ -255,6 +255,32 @@ echo "mallory's refused request, as recorded:"
 grep '"outcome":"denied"' "$dev/audit.log"
 run keyhold audit verify
 
+say "Renewal from cron: keyhold renew keeps the certificates of a renewal file fresh (here on the CA host: local mode)"
+renew_dir="$work/renew"
+mkdir -p "$renew_dir"
+cat > "$renew_dir/renew.toml" <<TOML
+[[certificate]]
+name = "web"
+kind = "x509"
+ca = "demo-issuing"
+profile = "server"
+names = ["web.demo.test"]
+cert = "$renew_dir/web.pem"
+chain = "$renew_dir/web-chain.pem"
+key = "$renew_dir/web-key.pem"
+TOML
+run keyhold renew --renew-config "$renew_dir/renew.toml" --dry-run
+run keyhold renew --renew-config "$renew_dir/renew.toml"
+echo "Run again, it is not due; --force renews now and keeps the previous files as *.prev:"
+run keyhold renew --renew-config "$renew_dir/renew.toml" --dry-run
+run keyhold renew --renew-config "$renew_dir/renew.toml" --force web
+run openssl verify -CAfile "$work/root.pem" -untrusted "$renew_dir/web-chain.pem" "$renew_dir/web.pem"
+run ls "$renew_dir"
+
+say "Maintenance from cron: fresh CRLs and KRLs when due, KEK rotation, expiry reports (twice: the second run has nothing to do)"
+run keyhold maintain
+run keyhold maintain
+
 cat <<NEXT
 
 == Try next
