@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "keyhold/core/edit_distance.hpp"
 #include "keyhold/core/duration.hpp"
 #include "keyhold/core/error.hpp"
 #include "keyhold/core/names.hpp"
@@ -89,20 +90,6 @@ const std::vector<std::string_view>& known_keys() {
   return keys;
 }
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
 
 std::string unknown_key(std::string_view key) {
   std::string message = "unknown key '" + shown(key) + "' in [[certificate]]";
