@@ -25,6 +25,7 @@
 
 #include "arguments.hpp"
 #include "cli.hpp"
+#include "keyhold/renew/renewal.hpp"
 #include "files.hpp"
 #include "keyhold/core/duration.hpp"
 #include "keyhold/core/encoding.hpp"
@@ -39,59 +40,6 @@ using Clock = std::chrono::system_clock;
 
 constexpr auto kDefaultExpiringWithin = std::chrono::days(30);
 
-// "2026-11-28T15:47:59Z", "2026-11-28T16:47:59.25+01:00": RFC 3339 date-time
-// (section 5.6), to the second.
-std::optional<Clock::time_point> parse_rfc3339(std::string_view text) {
-  auto digits = [&](std::size_t at, std::size_t n, int& out) {
-    if (at + n > text.size()) return false;
-    out = 0;
-    for (std::size_t i = at; i < at + n; ++i) {
-      if (text[i] < '0' || text[i] > '9') return false;
-      out = out * 10 + (text[i] - '0');
-    }
-    return true;
-  };
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!digits(0, 4, year) || text.size() < 19 || text[4] != '-' || !digits(5, 2, month) || text[7] != '-' ||
-      !digits(8, 2, day) || (text[10] != 'T' && text[10] != 't') || !digits(11, 2, hour) || text[13] != ':' ||
-      !digits(14, 2, minute) || text[16] != ':' || !digits(17, 2, second)) {
-    return std::nullopt;
-  }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  std::size_t at = 19;
-  if (at < text.size() && text[at] == '.') {
-    ++at;
-    std::size_t first = at;
-    while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
-    if (at == first) return std::nullopt;
-  }
-  int offset = 0;
-  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
-    ++at;
-  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
-    int oh = 0, om = 0;
-    if (!digits(at + 1, 2, oh) || at + 3 >= text.size() || text[at + 3] != ':' || !digits(at + 4, 2, om) || oh > 23 ||
-        om > 59) {
-      return std::nullopt;
-    }
-    offset = (text[at] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-    at += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (at != text.size()) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  std::time_t t = ::timegm(&tm);
-  std::tm check{};
-  if (::gmtime_r(&t, &check) == nullptr || check.tm_mday != day) return std::nullopt;  // 2026-02-30
-  return Clock::from_time_t(t) - std::chrono::seconds(offset);
-}
 
 // "12d", "5h", "40m", "30s": the largest whole unit, rounded down.
 std::string span_text(std::chrono::seconds span) {
@@ -460,7 +408,8 @@ int maintain(Context& c) {
   o.quiet = vm["quiet"].as<bool>();
   o.now = Clock::now();
   if (vm.count("now")) {
-    std::optional<Clock::time_point> now = parse_rfc3339(vm["now"].as<std::string>());
+    // --now takes what keyhold renew --now takes (one RFC 3339 parser for both).
+    std::optional<Clock::time_point> now = renew::parse_rfc3339(vm["now"].as<std::string>());
     if (!now) {
       throw Error(ErrorCode::InvalidArgument,
                   "--now '" + vm["now"].as<std::string>() + "' is not an RFC 3339 time such as 2026-11-28T15:47:59Z");
