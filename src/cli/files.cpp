@@ -16,77 +16,6 @@
 
 namespace keyhold::cli {
 
-void write_file_atomically(const std::filesystem::path& path, std::string_view content, unsigned mode) {
-  PendingFile file(path, mode);
-  file.commit(content);
-}
-
-PendingFile::PendingFile(std::filesystem::path path, unsigned mode) : path_(std::move(path)) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path_, ec)) {
-    throw Error(ErrorCode::InvalidArgument, "cannot write " + path_.string() + ": it is a directory");
-  }
-  std::filesystem::path directory = path_.has_parent_path() ? path_.parent_path() : ".";
-  temp_ = (directory / ("." + path_.filename().string() + ".XXXXXX")).string();
-  fd_ = ::mkstemp(temp_.data());
-  if (fd_ < 0 || ::fchmod(fd_, mode) != 0) {
-    int saved = errno;
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(temp_.c_str());
-      fd_ = -1;
-    }
-    throw Error(ErrorCode::InvalidArgument, "cannot write " + path_.string() + ": " + std::strerror(saved));
-  }
-}
-
-PendingFile::~PendingFile() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ::unlink(temp_.c_str());
-  }
-}
-
-namespace {
-
-bool write_all(int fd, std::string_view content) {
-  std::size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    written += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
-
-void PendingFile::write(std::string_view content) {
-  if (fd_ < 0 || !write_all(fd_, content)) {
-    int saved = errno;
-    throw Error(ErrorCode::FailedPrecondition, "cannot write " + path_.string() + ": " + std::strerror(saved));
-  }
-}
-
-void PendingFile::commit(std::string_view content) {
-  write(content);
-  commit();
-}
-
-void PendingFile::commit() {
-  bool ok = fd_ >= 0;
-  ok = ok && ::fsync(fd_) == 0;
-  int saved = errno;
-  ::close(fd_);
-  fd_ = -1;
-  if (!ok || ::rename(temp_.c_str(), path_.c_str()) != 0) {
-    if (ok) saved = errno;
-    ::unlink(temp_.c_str());
-    throw Error(ErrorCode::FailedPrecondition, "cannot write " + path_.string() + ": " + std::strerror(saved));
-  }
-}
-
 std::string read_input_file(const std::filesystem::path& path, std::size_t max_bytes, std::string_view what) {
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);
@@ -144,7 +73,7 @@ PendingOutput::PendingOutput(const std::optional<std::string>& path, unsigned mo
       throw Error(ErrorCode::FailedPrecondition, "cannot make a temporary file in " + directory + ": " + std::strerror(errno));
     }
     buffer_ = std::make_unique<Buffer>([this](std::string_view bytes) {
-      if (!write_all(spool_fd_, bytes)) {
+      if (!write_fully(spool_fd_, bytes)) {
         throw Error(ErrorCode::FailedPrecondition, std::string("cannot write the temporary file: ") + std::strerror(errno));
       }
     });
@@ -178,7 +107,7 @@ void PendingOutput::commit() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw Error(ErrorCode::FailedPrecondition, std::string("cannot read the temporary file: ") + std::strerror(errno));
     if (n == 0) break;
-    if (!write_all(STDOUT_FILENO, std::string_view(chunk, static_cast<std::size_t>(n)))) {
+    if (!write_fully(STDOUT_FILENO, std::string_view(chunk, static_cast<std::size_t>(n)))) {
       throw Error(ErrorCode::FailedPrecondition, std::string("cannot write to standard output: ") + std::strerror(errno));
     }
   }

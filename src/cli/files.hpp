@@ -8,33 +8,14 @@
 #include <string>
 #include <string_view>
 
+#include "keyhold/core/pending_file.hpp"
+
 namespace keyhold::cli {
 
-// Writes content to a temporary file in the same directory, fsyncs it and
-// renames it over path, so a reader never sees half a file.
-void write_file_atomically(const std::filesystem::path& path, std::string_view content, unsigned mode = 0644);
+// Complete-or-nothing files are core's (keyhold/core/pending_file.hpp).
+using keyhold::PendingFile;
+using keyhold::write_file_atomically;
 
-// An output file made ready before the work that fills it (e.g. issuing a
-// certificate), so that an unwritable path fails before anything is signed:
-// the temporary file exists from construction; commit() writes, fsyncs and
-// renames it over path; otherwise the destructor removes it.
-class PendingFile {
- public:
-  explicit PendingFile(std::filesystem::path path, unsigned mode = 0644);
-  ~PendingFile();
-  PendingFile(const PendingFile&) = delete;
-  PendingFile& operator=(const PendingFile&) = delete;
-  void commit(std::string_view content);
-  // For content written through write() in pieces: fsyncs and renames.
-  void write(std::string_view content);
-  void commit();
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-  std::string temp_;
-  int fd_ = -1;
-};
 // Streamed output that appears complete or not at all: a file (a
 // PendingFile), or stdout, spooled to an anonymous temporary file (mode
 // 0600, already unlinked) and copied to stdout on commit. Without commit(),

@@ -8,6 +8,7 @@
 #include "arguments.hpp"
 #include "cli.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/core/file_lock.hpp"
 #include "keyhold/renew/renewal.hpp"
 #include "keyhold/renew/runner.hpp"
 
@@ -116,11 +117,11 @@ int renew(Context& c) {
   }
 
   // One pass at a time; --dry-run changes nothing and takes no lock.
-  std::optional<renew::RenewLock> lock;
+  std::optional<FileLock> lock;
   std::filesystem::path lock_file = vm.count("lock-file") ? std::filesystem::path(vm["lock-file"].as<std::string>())
                                                           : std::filesystem::path(renewal.path.string() + ".lock");
   if (!run.dry_run) {
-    lock = renew::RenewLock::try_acquire(lock_file);
+    lock = FileLock::try_acquire(lock_file);
     if (!lock) {
       std::cerr << "keyhold: renew: another keyhold renew is running (it holds " << lock_file.string()
                 << "); this run renewed nothing\n";

@@ -1,7 +1,6 @@
 #include "keyhold/renew/runner.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -493,34 +492,6 @@ EntryResult renew_entry(const Entry& entry, const RunOptions& options) {
   }
   result.line = line;
   return result;
-}
-
-std::optional<RenewLock> RenewLock::try_acquire(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    throw Error(ErrorCode::FailedPrecondition, "cannot open the lock file " + path.string() + ": " + std::strerror(errno));
-  }
-  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    int error = errno;
-    ::close(fd);
-    if (error == EWOULDBLOCK) return std::nullopt;
-    throw Error(ErrorCode::FailedPrecondition, "cannot lock " + path.string() + ": " + std::strerror(error));
-  }
-  return RenewLock(fd);
-}
-
-RenewLock& RenewLock::operator=(RenewLock&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.fd_;
-    other.fd_ = -1;
-  }
-  return *this;
-}
-
-RenewLock::~RenewLock() {
-  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace keyhold::renew

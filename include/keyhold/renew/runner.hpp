@@ -65,19 +65,4 @@ struct EntryResult {
 
 EntryResult renew_entry(const Entry& entry, const RunOptions& options);
 
-// The lock of a renewal pass: flock(2) on a file, held until destruction.
-class RenewLock {
- public:
-  // nullopt when another process holds it; throws Error(FailedPrecondition) when the file cannot be opened.
-  static std::optional<RenewLock> try_acquire(const std::filesystem::path& path);
-  RenewLock(RenewLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  RenewLock& operator=(RenewLock&& other) noexcept;
-  RenewLock(const RenewLock&) = delete;
-  ~RenewLock();
-
- private:
-  explicit RenewLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
-
 }  // namespace keyhold::renew
