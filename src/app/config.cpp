@@ -840,6 +840,29 @@ void read_burst(const Entry& entry, const Source& source, Config& config) {
   config.server->rate_limit_burst = static_cast<std::uint64_t>(integer_of(entry, source, 1, kMaxBurst));
 }
 
+void read_maintain_every(const Entry& entry, const Source& source, Config& config) {
+  std::string text = text_of(entry, source);
+  if (text == "off") {
+    config.server->maintain_every.reset();
+    return;
+  }
+  if (!keyhold::parse_duration(text)) {
+    source.fail(entry.line, "'" + entry.name + "' must be a duration such as '15m', '1h' or '1d', or 'off', not '" +
+                                text + "'");
+  }
+  config.server->maintain_every = duration_of(entry, source, std::chrono::seconds(1), std::chrono::days(1),
+                                              "1s and 1d (or 'off')");
+}
+
+void read_maintain_publish_dir(const Entry& entry, const Source& source, Config& config) {
+  config.server->maintain_publish_dir = source.resolve(non_empty_text_of(entry, source));
+}
+
+void read_maintain_expiring_within(const Entry& entry, const Source& source, Config& config) {
+  config.server->maintain_expiring_within =
+      duration_of(entry, source, std::chrono::seconds(3600), std::chrono::days(3650), "1h and 3650d");
+}
+
 // Checks across the keys of [server], once they are all read.
 void finish_server(const Entry& entry, const Source& source, Config& config) {
   const ServiceSettings& server = *config.server;
@@ -892,6 +915,9 @@ std::shared_ptr<Table> server_schema() {
       {"threads", kInteger, false, read_threads, nullptr},
       {"rate_limit_per_second", kInteger, false, read_rate, nullptr},
       {"rate_limit_burst", kInteger, false, read_burst, nullptr},
+      {"maintain_every", kString, false, read_maintain_every, nullptr},
+      {"maintain_publish_dir", kString, false, read_maintain_publish_dir, nullptr},
+      {"maintain_expiring_within", kString, false, read_maintain_expiring_within, nullptr},
   };
   // The server's private key is in the token; a key file is what it must not have.
   server->refusals = {{{"key_file", "private_key", "private_key_file", "tls_key", "tls_key_file"},

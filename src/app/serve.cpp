@@ -9,9 +9,12 @@
 #include <sstream>
 #include <thread>
 
+#include "keyhold/app/maintenance.hpp"
 #include "keyhold/audit/log.hpp"
 #include "keyhold/authz/policy.hpp"
+#include "keyhold/core/encoding.hpp"
 #include "keyhold/core/error.hpp"
+#include "keyhold/core/file_lock.hpp"
 #include "keyhold/core/log.hpp"
 #include "keyhold/crypto/openssl_provider.hpp"
 #include "keyhold/http/api.hpp"
@@ -105,6 +108,145 @@ class CheckpointTimer {
   std::thread thread_;
 };
 
+// keyhold serve's own maintenance (docs/maintenance.md): the steps of
+// keyhold maintain, once before the service listens (so that a service
+// started after a long stop publishes fresh CRLs before anyone asks), then
+// every [server] maintain_every on a thread of its own. Each change and each
+// failure is an audit record of the identity kMaintenanceIdentity; changes
+// are logged at info, failures at warn. A run is skipped while another
+// (keyhold maintain from cron) holds the lock: the two never overlap.
+class MaintenanceSchedule {
+ public:
+  static constexpr const char* kMaintenanceIdentity = "keyhold-serve:maintenance";
+
+  MaintenanceSchedule(Application& app, audit::Log& log, const ServiceSettings& settings)
+      : app_(app), log_(log), every_(settings.maintain_every) {
+    options_.expiring_within = settings.maintain_expiring_within;
+    options_.publish_dir = settings.maintain_publish_dir;
+  }
+  ~MaintenanceSchedule() { stop(); }
+  MaintenanceSchedule(const MaintenanceSchedule&) = delete;
+  MaintenanceSchedule& operator=(const MaintenanceSchedule&) = delete;
+
+  bool enabled() const { return every_.has_value(); }
+
+  // The thread that runs every maintain_every until stop().
+  void start() {
+    if (every_) thread_ = std::thread([this] { loop(); });
+  }
+  // Stops the thread; a run in progress finishes first.
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void run_once() {
+    std::optional<FileLock> lock;
+    try {
+      lock = FileLock::try_acquire(maintenance_lock_file(app_.config()));
+    } catch (const std::exception& e) {
+      log::warn(std::string("maintenance: ") + e.what());
+      finish(false, 0, 0);
+      return;
+    }
+    if (!lock) {
+      log::info("maintenance: skipped, another keyhold maintain holds " + maintenance_lock_file(app_.config()).string());
+      std::lock_guard guard(stats_mutex_);
+      ++activity_.runs_skipped;
+      return;
+    }
+    MaintenanceOptions options = options_;
+    options.now = std::chrono::system_clock::now();
+    std::string request_id = "maintenance-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                  options.now.time_since_epoch())
+                                                                  .count()) +
+                             "-" + std::to_string(++runs_);
+    options.on_line = [&](const MaintenanceLine& line) { record(request_id, line); };
+    MaintenanceResult result;
+    try {
+      result = run_maintenance(app_, options);
+    } catch (const std::exception& e) {  // the steps catch their own failures; this is the unforeseen
+      log::warn(std::string("maintenance failed: ") + e.what());
+      finish(false, 0, 0);
+      return;
+    }
+    finish(result.failures == 0, result.changed, result.notices);
+  }
+
+  MaintenanceActivity activity() const {
+    std::lock_guard guard(stats_mutex_);
+    return activity_;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!wake_.wait_for(lock, *every_, [this] { return stopping_; })) {
+      lock.unlock();
+      run_once();
+      lock.lock();
+    }
+  }
+
+  void record(const std::string& request_id, const MaintenanceLine& line) {
+    switch (line.kind) {
+      case MaintenanceLine::Kind::Unchanged:
+        log::debug("maintenance: " + line.text);
+        return;
+      case MaintenanceLine::Kind::Notice:
+        log::info("maintenance: " + line.text);
+        return;
+      case MaintenanceLine::Kind::Changed:
+        log::info("maintenance: " + line.text);
+        break;
+      case MaintenanceLine::Kind::Failed:
+        log::warn("maintenance: " + line.text);
+        break;
+    }
+    audit::Event event;
+    event.request_id = request_id;
+    event.identity = kMaintenanceIdentity;
+    event.operation = "maintain." + line.operation;
+    event.resource = line.resource;
+    event.outcome = line.kind == MaintenanceLine::Kind::Changed ? "allowed" : "failed";
+    event.error_code = line.error_code;
+    try {
+      log_.append(event);
+    } catch (const std::exception& e) {
+      // The change is made; a broken audit log already fails every request (503) and says why.
+      log::warn(std::string("maintenance: cannot write the audit record of '") + line.item + "': " + e.what());
+    }
+  }
+
+  void finish(bool ok, std::size_t changes, std::size_t notices) {
+    std::int64_t end = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    std::lock_guard guard(stats_mutex_);
+    (ok ? activity_.runs_ok : activity_.runs_failed) += 1;
+    activity_.changes += changes;
+    activity_.last_run_unix = end;
+    if (ok) activity_.last_success_unix = end;
+    activity_.notices = notices;
+  }
+
+  Application& app_;
+  audit::Log& log_;
+  const std::optional<std::chrono::seconds> every_;
+  MaintenanceOptions options_;
+  std::uint64_t runs_ = 0;  // the maintenance thread's, or serve's before it starts
+  mutable std::mutex stats_mutex_;
+  MaintenanceActivity activity_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 int serve(Application& app, const ServeOptions& options) {
@@ -116,6 +258,13 @@ int serve(Application& app, const ServeOptions& options) {
   http::ServerSettings server_settings;
   server_settings.listen = options.listen.value_or(settings.listen);
   parse_listen_address(server_settings.listen);  // a clear message for a bad --listen
+  if (settings.maintain_every && settings.maintain_publish_dir) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(*settings.maintain_publish_dir, ec)) {
+      throw Error(ErrorCode::InvalidArgument, app.config().file.string() + ": [server] maintain_publish_dir " +
+                                                  settings.maintain_publish_dir->string() + " is not a directory");
+    }
+  }
   server_settings.plain_listen = settings.plain_listen;
   if (settings.threads > 0) server_settings.threads = settings.threads;
   // Handlers wait on the token and on the audit log's group commit: many of
@@ -158,8 +307,11 @@ int serve(Application& app, const ServeOptions& options) {
   http::Server server(
       server_settings, load_material(app, settings),
       [&api](const http::Request& request) { return api.handle(request); }, plain);
-  metrics.set_sources({[&server] { return server.stats(); }, [&audit_log] { return audit_log.stats(); },
-                       [&app] { return app.token_activity(); }});
+  MaintenanceSchedule maintenance(app, audit_log, settings);
+  http::Metrics::Sources sources{[&server] { return server.stats(); }, [&audit_log] { return audit_log.stats(); },
+                                 [&app] { return app.token_activity(); }, nullptr};
+  if (maintenance.enabled()) sources.maintenance = [&maintenance] { return maintenance.activity(); };
+  metrics.set_sources(std::move(sources));
 
   // SIGHUP: everything is loaded first and applied only when all of it loaded.
   std::mutex reload_mutex;
@@ -176,6 +328,7 @@ int serve(Application& app, const ServeOptions& options) {
     return material;
   };
   http::ServerSignals signals(server, reload);
+  if (maintenance.enabled()) maintenance.run_once();  // before anyone can ask for a CRL
   server.start();
   {
     ListenAddress tls = parse_listen_address(server_settings.listen);
@@ -185,10 +338,12 @@ int serve(Application& app, const ServeOptions& options) {
     }
     if (options.on_listening) options.on_listening(address_text(tls.host, server.port()), plain_address);
   }
+  maintenance.start();
   {
     CheckpointTimer timer(audit_log);
     signals.wait();  // returns once the server has stopped: nothing is in flight any more
   }
+  maintenance.stop();
   audit_log.checkpoint();  // the last records signed before exit
   return 0;
 }

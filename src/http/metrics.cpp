@@ -167,6 +167,24 @@ std::string Metrics::render() const {
     single(out, "keyhold_token_sessions_limit", "gauge", "Most sessions the pool opens (0: no limit known).",
            t.sessions_limit);
   }
+  if (sources.maintenance) {
+    MaintenanceActivity m = sources.maintenance();
+    header(out, "keyhold_maintenance_runs_total", "counter",
+           "Runs of the service's maintenance: ok, failed (an item failed), skipped (keyhold maintain held the lock).");
+    sample(out, "keyhold_maintenance_runs_total", "outcome=\"ok\"", m.runs_ok);
+    sample(out, "keyhold_maintenance_runs_total", "outcome=\"failed\"", m.runs_failed);
+    sample(out, "keyhold_maintenance_runs_total", "outcome=\"skipped\"", m.runs_skipped);
+    single(out, "keyhold_maintenance_changes_total", "counter",
+           "CRLs and KRLs published, KEKs rotated and certificates marked expired by the service's maintenance.",
+           m.changes);
+    single(out, "keyhold_maintenance_last_run_timestamp_seconds", "gauge",
+           "Unix time the last maintenance run ended (0: none yet).", static_cast<std::uint64_t>(m.last_run_unix));
+    single(out, "keyhold_maintenance_last_success_timestamp_seconds", "gauge",
+           "Unix time the last maintenance run in which nothing failed ended (0: none yet).",
+           static_cast<std::uint64_t>(m.last_success_unix));
+    single(out, "keyhold_maintenance_certificate_notices", "gauge",
+           "Certificates of keyhold's CAs expiring soon or expired, as the last maintenance run found.", m.notices);
+  }
   return out;
 }
 

@@ -330,22 +330,6 @@ std::string fresh_log(const std::string& name) {
   return path;
 }
 
-// The audit log's event records (checkpoints left out), parsed.
-std::vector<Json> audit_events(const std::string& log) {
-  std::vector<Json> out;
-  std::istringstream in(read_file(log));
-  std::string line;
-  while (std::getline(in, line)) {
-    Json j = Json::parse(line, nullptr, false);
-    if (j.is_discarded()) {
-      ADD_FAILURE() << "unparsable audit line: " << line;
-      continue;
-    }
-    if (text_of(j, "type") == "event") out.push_back(j);
-  }
-  return out;
-}
-
 std::string ssh_keygen_pair(const std::string& name) {
   std::string key = work_file(name);
   for (const std::string& old : {key, key + ".pub", key + "-cert.pub"}) fs::remove(old);  // --gtest_repeat

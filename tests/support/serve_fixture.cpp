@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -171,6 +173,40 @@ HttpReply reply_of(const ProcessResult& r) {
     reply.status = 0;
   }
   return reply;
+}
+
+std::vector<nlohmann::json> audit_records(const std::filesystem::path& log) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(slurp(log));
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) {
+      ADD_FAILURE() << "unparsable audit line in " << log << ": " << line;
+      continue;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::vector<nlohmann::json> audit_events(const std::filesystem::path& log) {
+  std::vector<nlohmann::json> out;
+  for (nlohmann::json& r : audit_records(log)) {
+    if (r.is_object() && r.value("type", "") == "event") out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<double> metric(const std::string& text, const std::string& sample) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 && line[sample.size()] == ' ') {
+      return std::stod(line.substr(sample.size() + 1));
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace keyhold::testing

@@ -10,8 +10,11 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "support/process.hpp"
 
@@ -67,5 +70,15 @@ struct HttpReply {
   std::string body;
 };
 HttpReply reply_of(const ProcessResult& r);
+
+// An audit log's records, parsed, in order (events and checkpoints); a line
+// that does not parse is a test failure (and left out).
+std::vector<nlohmann::json> audit_records(const std::filesystem::path& log);
+// ... its event records only.
+std::vector<nlohmann::json> audit_events(const std::filesystem::path& log);
+
+// The value of one sample of a Prometheus text ("keyhold_reloads_total" or
+// "keyhold_maintenance_runs_total{outcome=\"ok\"}"), or nullopt when absent.
+std::optional<double> metric(const std::string& text, const std::string& sample);
 
 }  // namespace keyhold::testing

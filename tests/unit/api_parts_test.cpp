@@ -105,7 +105,8 @@ TEST(Metrics, SourcesAreReadAtEachRender) {
                          TokenActivity t;
                          t.sessions_leased = 3;
                          return t;
-                       }});
+                       },
+                       {}});
   std::string text = "\n" + metrics.render();
   EXPECT_EQ(line_with(text, "keyhold_audit_queue_depth "), "keyhold_audit_queue_depth 7");
   EXPECT_EQ(line_with(text, "keyhold_audit_broken "), "keyhold_audit_broken 1");
@@ -113,6 +114,37 @@ TEST(Metrics, SourcesAreReadAtEachRender) {
   EXPECT_EQ(text.find("keyhold_connections_open"), std::string::npos);  // no server source given
   depth = 9;
   EXPECT_EQ(line_with("\n" + metrics.render(), "keyhold_audit_queue_depth "), "keyhold_audit_queue_depth 9");
+}
+
+TEST(Metrics, MaintenanceRunsAreRendered) {
+  http::Metrics metrics;
+  EXPECT_EQ(metrics.render().find("keyhold_maintenance"), std::string::npos);  // no source: maintenance is off
+  http::Metrics::Sources sources;
+  sources.maintenance = [] {
+    MaintenanceActivity m;
+    m.runs_ok = 4;
+    m.runs_failed = 1;
+    m.runs_skipped = 2;
+    m.changes = 5;
+    m.last_run_unix = 1795000000;
+    m.last_success_unix = 1794990000;
+    m.notices = 3;
+    return m;
+  };
+  metrics.set_sources(std::move(sources));
+  std::string text = "\n" + metrics.render();
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_runs_total{outcome=\"ok\"}"), "keyhold_maintenance_runs_total{outcome=\"ok\"} 4");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_runs_total{outcome=\"failed\"}"),
+            "keyhold_maintenance_runs_total{outcome=\"failed\"} 1");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_runs_total{outcome=\"skipped\"}"),
+            "keyhold_maintenance_runs_total{outcome=\"skipped\"} 2");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_changes_total "), "keyhold_maintenance_changes_total 5");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_last_run_timestamp_seconds "),
+            "keyhold_maintenance_last_run_timestamp_seconds 1795000000");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_last_success_timestamp_seconds "),
+            "keyhold_maintenance_last_success_timestamp_seconds 1794990000");
+  EXPECT_EQ(line_with(text, "keyhold_maintenance_certificate_notices "), "keyhold_maintenance_certificate_notices 3");
+  EXPECT_NE(text.find("# TYPE keyhold_maintenance_runs_total counter\n"), std::string::npos);
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {

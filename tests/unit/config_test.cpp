@@ -1118,6 +1118,9 @@ TEST_F(ConfigParse, ReadsTheServerSectionWithItsDefaults) {
   EXPECT_EQ(server.threads, 0u);
   EXPECT_EQ(server.rate_limit_per_second, 500u);
   EXPECT_EQ(server.rate_limit_burst, 1000u);
+  EXPECT_EQ(server.maintain_every, std::chrono::hours(1));
+  EXPECT_EQ(server.maintain_publish_dir, std::nullopt);
+  EXPECT_EQ(server.maintain_expiring_within, std::chrono::days(30));
 }
 
 TEST_F(ConfigParse, ReadsEveryServerKey) {
@@ -1142,7 +1145,10 @@ TEST_F(ConfigParse, ReadsEveryServerKey) {
                         "max_connections = 10\n"
                         "threads = 4\n"
                         "rate_limit_per_second = 0\n"
-                        "rate_limit_burst = 1\n");
+                        "rate_limit_burst = 1\n"
+                        "maintain_every = \"15m\"\n"
+                        "maintain_publish_dir = \"../public\"\n"
+                        "maintain_expiring_within = \"2w\"\n");
   ASSERT_TRUE(config.server.has_value());
   const ServiceSettings& server = *config.server;
   EXPECT_EQ(server.listen, "[::1]:9443");
@@ -1166,6 +1172,19 @@ TEST_F(ConfigParse, ReadsEveryServerKey) {
   EXPECT_EQ(server.threads, 4u);
   EXPECT_EQ(server.rate_limit_per_second, 0u);
   EXPECT_EQ(server.rate_limit_burst, 1u);
+  EXPECT_EQ(server.maintain_every, std::chrono::minutes(15));
+  EXPECT_EQ(server.maintain_publish_dir, dir_.path().parent_path() / "public");
+  EXPECT_EQ(server.maintain_expiring_within, std::chrono::days(14));
+
+  // The service's maintenance switched off, and the extremes of its durations.
+  config = parse(server_config("", std::nullopt, "maintain_every = \"off\"\nmaintain_expiring_within = \"1h\"\n"));
+  EXPECT_EQ(config.server->maintain_every, std::nullopt);
+  EXPECT_EQ(config.server->maintain_expiring_within, std::chrono::hours(1));
+  config = parse(server_config("", std::nullopt, "maintain_every = \"1s\"\nmaintain_expiring_within = \"3650d\"\n"));
+  EXPECT_EQ(config.server->maintain_every, std::chrono::seconds(1));
+  EXPECT_EQ(config.server->maintain_expiring_within, std::chrono::days(3650));
+  EXPECT_EQ(parse(server_config("", std::nullopt, "maintain_every = \"1d\"\n")).server->maintain_every,
+            std::chrono::days(1));
 
   // Inline, and the other extremes.
   config = parse(std::string("server = { certificate_file = \"s.pem\", key = \"k\", client_ca_files = [\"c.pem\"], "
@@ -1344,6 +1363,15 @@ TEST_F(ConfigParse, RefusesServerNumbersAndDurationsOutOfRange) {
        "'server.rate_limit_per_second' must be between 0 and 1000000 (0: no limit), not -5"},
       {"rate_limit_per_second = 1.5", "'server.rate_limit_per_second' must be an integer, not a float"},
       {"rate_limit_burst = 0", "'server.rate_limit_burst' must be between 1 and 10000000, not 0"},
+      {"maintain_every = \"0s\"",
+       "'server.maintain_every' must be a duration such as '15m', '1h' or '1d', or 'off', not '0s'"},
+      {"maintain_every = \"2d\"", "'server.maintain_every' must be between 1s and 1d (or 'off'), not '2d'"},
+      {"maintain_every = \"never\"",
+       "'server.maintain_every' must be a duration such as '15m', '1h' or '1d', or 'off', not 'never'"},
+      {"maintain_every = false", "'server.maintain_every' must be a string, not a boolean"},
+      {"maintain_publish_dir = \"\"", "'server.maintain_publish_dir' must not be empty"},
+      {"maintain_expiring_within = \"30m\"",
+       "'server.maintain_expiring_within' must be between 1h and 3650d, not '30m'"},
   };
   for (const auto& [line, message] : cases) {
     EXPECT_EQ(error(server_config("", std::nullopt, line + "\n")), at(11) + message) << line;
@@ -1369,7 +1397,8 @@ TEST_F(ConfigParse, RefusesUnknownServerKeysAndAKeyFile) {
             at(11) + "unknown key 'server.colour' (known keys in [server]: listen, plain_listen, tls12, ca, "
                      "certificate_file, key, client_ca_files, crl_files, policy_file, audit_log, audit_key, "
                      "audit_checkpoint_records, audit_checkpoint_seconds, body_limit, header_timeout, idle_timeout, "
-                     "max_connections, threads, rate_limit_per_second, rate_limit_burst)");
+                     "max_connections, threads, rate_limit_per_second, rate_limit_burst, maintain_every, maintain_publish_dir, "
+                       "maintain_expiring_within)");
   for (const char* key : {"key_file", "private_key", "TLS-Key"}) {
     EXPECT_EQ(error(server_config("", std::nullopt, std::string(key) + " = \"server-key.pem\"\n")),
               at(11) + "the server's private key stays in the token: name the token key with 'key' (a keyhold key "

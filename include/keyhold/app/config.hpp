@@ -91,6 +91,11 @@ struct ServiceSettings {
   std::size_t threads = 0;                             // 0: one per CPU core
   std::uint64_t rate_limit_per_second = 500;           // per identity; 0: no limit
   std::uint64_t rate_limit_burst = 1000;               // per identity
+  // The service's own maintenance (app::run_maintenance, as keyhold
+  // maintain): once at start, then this often; nullopt ("off"): never.
+  std::optional<std::chrono::seconds> maintain_every = std::chrono::seconds(3600);
+  std::optional<std::filesystem::path> maintain_publish_dir;  // keyhold maintain --publish-dir
+  std::chrono::seconds maintain_expiring_within = std::chrono::days(30);
 };
 
 struct Config {

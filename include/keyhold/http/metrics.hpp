@@ -29,6 +29,7 @@ class Metrics {
     std::function<ServerStats()> server;
     std::function<audit::LogStats()> audit;
     std::function<TokenActivity()> token;
+    std::function<MaintenanceActivity()> maintenance;
   };
 
   Metrics() = default;
