@@ -275,6 +275,27 @@ TEST_F(TokenTest, AForkedChildUsesTheTokenWithItsOwnSessions) {
   EXPECT_TRUE(signer->public_key().verify(SignatureAlgorithm::EcdsaSha256, message, sig));
 }
 
+// keyhold_token_operation_failures_total of keyhold serve: a failed PKCS#11
+// call counts; a key that is not there (a lookup by class, as every first use
+// of a KEK makes) does not.
+TEST_F(TokenTest, ActivityCountsFailedCallsButNotAKeyThatIsNotThere) {
+  TokenActivity before = token_->activity();
+  EXPECT_FALSE(ring_->find(std::vector<std::uint8_t>(16, 0xee)).has_value());
+  TokenActivity after_miss = token_->activity();
+  EXPECT_EQ(after_miss.failures, before.failures);
+  EXPECT_GT(after_miss.operations.count, before.operations.count);
+
+  // A handle that names no object: the token answers CKR_OBJECT_HANDLE_INVALID.
+  constexpr CK_ATTRIBUTE_TYPE kLabel[] = {CKA_LABEL};
+  try {
+    token_->read(CK_OBJECT_HANDLE{0x7fffff01}, kLabel);
+    ADD_FAILURE() << "SoftHSM read a handle that names no object";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.ck_rv(), CK_RV{CKR_OBJECT_HANDLE_INVALID}) << e.what();
+  }
+  EXPECT_EQ(token_->activity().failures, after_miss.failures + 1);
+}
+
 TEST_F(TokenTest, OnATokenWith500ObjectsSignAndShowUseTheHandleCacheNotASearch) {
   // Fill the token: SoftHSM 2.6.1 re-reads every object file on each search
   // (SoftHSMv2 #680), so a search per operation would grow with this number.

@@ -150,7 +150,10 @@ class Token {
   mutable std::shared_mutex handles_mutex_;
   std::unordered_map<std::string, CK_OBJECT_HANDLE, KeyHash, std::equal_to<>> handles_;
 
-  // Metrics of run(): latency of every call, and the calls that threw.
+  // Metrics of run(): latency of every call, and the calls that failed:
+  // those that threw, but for an Error without a CK_RV (an object that is
+  // not there is an answer of the token, not its failure: lookups by
+  // class probe for keys that way).
   LatencyHistogram call_latency_;
   std::atomic<std::uint64_t> call_failures_{0};
   class CallTimer {
@@ -159,15 +162,19 @@ class Token {
         : token_(token), started_(std::chrono::steady_clock::now()), exceptions_(std::uncaught_exceptions()) {}
     ~CallTimer() {
       token_.call_latency_.observe(std::chrono::steady_clock::now() - started_);
-      if (std::uncaught_exceptions() > exceptions_) token_.call_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (std::uncaught_exceptions() > exceptions_ && !answered_) {
+        token_.call_failures_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     CallTimer(const CallTimer&) = delete;
     CallTimer& operator=(const CallTimer&) = delete;
+    void not_a_failure() noexcept { answered_ = true; }
 
    private:
     Token& token_;
     std::chrono::steady_clock::time_point started_;
     int exceptions_;
+    bool answered_ = false;
   };
 };
 
@@ -181,6 +188,7 @@ auto Token::run(Op&& op) -> decltype(op(CK_SESSION_HANDLE{})) {
       return op(lease.handle());
     } catch (const Error& e) {
       lease.discard();
+      if (!e.ck_rv()) timer.not_a_failure();
       if (attempt > 0 || !e.ck_rv()) throw;
       CK_RV rv = *e.ck_rv();
       if (is_session_lost(rv)) {
