@@ -427,19 +427,25 @@ void require_json(const Request& request) {
 
 }  // namespace
 
+// The rate limit comes before the route: a request for a path that does not
+// exist costs an audit record (and its disk sync) as much as any other.
 Response Api::route_public(Call& call) {
-  const Route& found = find_route(public_routes(), call.request.method, call.path, call.parameter);
-  call.operation = std::string(found.operation);
-  call.resource = std::string(found.resource_kind) + ":" + call.parameter;
   if (!limiter_.allow("address:" + host_of(call.request.client_address))) {
     metrics_.count_rate_limited();
     throw Refusal{429, "resource_exhausted", "too many requests: slow down and retry"};
   }
+  const Route& found = find_route(public_routes(), call.request.method, call.path, call.parameter);
+  call.operation = std::string(found.operation);
+  call.resource = std::string(found.resource_kind) + ":" + call.parameter;
   return route(call);
 }
 
 Response Api::route(Call& call) {
   if (call.operation == "unknown") {
+    if (!limiter_.allow("identity:" + call.caller.identity)) {
+      metrics_.count_rate_limited();
+      throw Refusal{429, "resource_exhausted", "too many requests: slow down and retry"};
+    }
     const Route& found = find_route(tls_routes(), call.request.method, call.path, call.parameter);
     call.operation = std::string(found.operation);
     if (!found.resource_kind.empty()) call.resource = std::string(found.resource_kind) + ":" + call.parameter;
@@ -452,10 +458,6 @@ Response Api::route(Call& call) {
       throw Error(ErrorCode::PermissionDenied,
                   "this certificate is not for client authentication (its extendedKeyUsage lacks clientAuth): it may "
                   "only renew itself (POST /v1/pki/CA/renew)");
-    }
-    if (!limiter_.allow("identity:" + call.caller.identity)) {
-      metrics_.count_rate_limited();
-      throw Refusal{429, "resource_exhausted", "too many requests: slow down and retry"};
     }
   }
   // A {name} that is not a keyhold name names nothing: bad input, not a

@@ -1323,6 +1323,22 @@ TEST(ServeRateLimit, TooManyRequestsAre429AndOtherIdentitiesAreServed) {
   long audited = 0;
   for (const Json& e : audit_events(log)) audited += e["error_code"] == "resource_exhausted";
   EXPECT_EQ(audited, limited);
+
+  // Paths that do not exist count too: each is an audit record like any request.
+  std::vector<std::string> unknown = {"--write-out", "\n%{http_code}\n"};
+  for (std::size_t i = 1; i < requests; ++i) unknown.push_back(server->url() + "/v1/no-such-path");
+  ProcessResult probes = curl(admin_identity(), server->url() + "/v1/no-such-path", unknown);
+  long not_found = 0, refused = 0;
+  {
+    std::istringstream in(probes.out);
+    std::string line;
+    while (std::getline(in, line)) {
+      not_found += line == "404";
+      refused += line == "429";
+    }
+  }
+  EXPECT_EQ(static_cast<std::size_t>(not_found + refused), requests) << probes.out << probes.err;
+  EXPECT_GE(refused, 1) << probes.out;
 }
 
 // ---------------------------------------------------------------------------
