@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <set>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -68,9 +70,24 @@ Json body_object(const Request& request, std::initializer_list<std::string_view>
   if (request.body.empty()) {
     body = Json::object();
   } else {
+    // A key twice in one object is refused, not "last one wins": a proxy or
+    // another reader of the same body (an auditor, a WAF) may take the
+    // first, and the two would disagree on what was asked.
+    std::vector<std::set<std::string>> objects;  // keys seen, per open object
+    std::optional<std::string> duplicate;
+    auto track_keys = [&](int, Json::parse_event_t event, Json& parsed) {
+      if (event == Json::parse_event_t::object_start) objects.emplace_back();
+      if (event == Json::parse_event_t::object_end && !objects.empty()) objects.pop_back();
+      if (event == Json::parse_event_t::key && !objects.empty() && !duplicate &&
+          !objects.back().insert(parsed.get<std::string>()).second) {
+        duplicate = parsed.get<std::string>();
+      }
+      return true;
+    };
     // Not the parser's message: it quotes the body, which may hold plaintext.
-    body = Json::parse(request.body, nullptr, false);
+    body = Json::parse(request.body, track_keys, false);
     if (body.is_discarded()) invalid("the request body is not valid JSON");
+    if (duplicate) invalid("the request body has the key " + shown(*duplicate) + " twice in one object");
     if (!body.is_object()) invalid("the request body must be a JSON object");
   }
   for (const auto& [key, value] : body.items()) {

@@ -903,6 +903,20 @@ TEST_F(ServeAdmin, GarbageBase64AndUnknownFieldsAre400) {
                "invalid_argument");
   expect_error(post(server(), "/v1/keks/payments/decrypt", {{"ciphertext", "kh1:garbage"}}), 400, "invalid_argument");
   expect_error(get(server(), "/v1/health?verbose=1"), 400, "invalid_argument");
+  // A field twice, at the top or in the context: refused, not "the last one wins".
+  Reply twice = post_raw(server(), "/v1/keks/payments/encrypt", R"({"plaintext":"aGVsbG8=","plaintext":"d29ybGQ="})");
+  expect_error(twice, 400, "invalid_argument");
+  EXPECT_EQ(text_of(twice.json()["error"], "message"), "the request body has the key plaintext twice in one object")
+      << twice.body;
+  Reply context_twice = post_raw(server(), "/v1/keks/payments/encrypt",
+                                 R"({"plaintext":"aGVsbG8=","context":{"tenant":"a","tenant":"b"}})");
+  expect_error(context_twice, 400, "invalid_argument");
+  EXPECT_EQ(text_of(context_twice.json()["error"], "message"), "the request body has the key tenant twice in one object")
+      << context_twice.body;
+  // The same key in two different objects is no duplicate.
+  Reply apart = post_raw(server(), "/v1/keks/payments/encrypt",
+                         R"({"context":{"plaintext":"x"},"plaintext":"aGVsbG8="})");
+  EXPECT_EQ(apart.status, 200) << apart.describe();
   EXPECT_EQ(get(server(), "/v1/health").status, 200);
 }
 
