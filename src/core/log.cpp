@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <string>
 
 namespace keyhold::log {
@@ -31,6 +33,21 @@ void write(Level level, std::string_view message) noexcept {
   // One fprintf per line so that lines from several threads do not interleave.
   std::fprintf(stderr, "keyhold: %.*s: %.*s\n", static_cast<int>(kNames[static_cast<int>(level)].size()),
                kNames[static_cast<int>(level)].data(), static_cast<int>(message.size()), message.data());
+}
+
+void warn_once(std::string_view message) noexcept {
+  // Bounded: past this many distinct texts, every warning is written again.
+  constexpr std::size_t kRemembered = 1024;
+  static std::mutex mutex;
+  static std::set<std::string, std::less<>> said;
+  try {
+    std::lock_guard lock(mutex);
+    if (said.find(message) != said.end()) return;
+    if (said.size() < kRemembered) said.emplace(message);
+  } catch (...) {
+    // Out of memory remembering: say it anyway.
+  }
+  write(Level::Warn, message);
 }
 
 }  // namespace keyhold::log

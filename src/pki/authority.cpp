@@ -880,7 +880,7 @@ IssuedCertificate Authority::issue(const IssueRequest& request) {
       issued.chain_pem = ca.state->chain_pem;  // the chain of the version that signed
       if (generated) issued.key_uri = generated->uri;
       issued.warnings = std::move(warnings);
-      for (const std::string& w : issued.warnings) log::warn(w);
+      for (const std::string& w : issued.warnings) log::warn_once(w);
       return issued;
     }
   } catch (...) {

@@ -216,7 +216,7 @@ SignedCertificate Authority::sign(const SignInput& input) {
       if (e.code() == ErrorCode::AlreadyExists && attempt < 3) continue;  // a serial drawn twice: draw again
       throw;
     }
-    for (const std::string& w : warnings) log::warn(w);
+    for (const std::string& w : warnings) log::warn_once(w);
     return SignedCertificate{record, certificate_line(blob, input.key_id), warnings};
   }
 }

@@ -598,6 +598,17 @@ TEST_F(ServeAdmin, IssuesACertificateThatOpensslVerifies) {
       << "the certificate is not for the CSR's key";
   EXPECT_EQ(issued["subject"], "CN=api.example.org");
   EXPECT_EQ(issued["sans"], Json::array({"dns:api.example.org", "dns:www.example.org"})) << r.body;
+  // The dev profile's warning comes with every answer, and goes to the
+  // server's log once per process, not once per issuance.
+  const std::string dev_warning = "profile 'server' is for development only";
+  EXPECT_TRUE(contains(issued["warnings"].dump(), dev_warning)) << r.body;
+  Reply again = post(server(), "/v1/pki/dev/issue", {{"profile", "server"}, {"csr", read_file(csr.csr)}, {"days", 7}});
+  ASSERT_EQ(again.status, 200) << again.describe();
+  EXPECT_TRUE(contains(again.json()["warnings"].dump(), dev_warning)) << again.body;
+  std::string log = server().err();
+  std::size_t first = log.find(dev_warning);
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(dev_warning, first + 1), std::string::npos) << log;
   std::string sans = must_run({"openssl", "x509", "-in", pem, "-noout", "-ext", "subjectAltName"}).out;
   EXPECT_TRUE(contains(sans, "DNS:api.example.org") && contains(sans, "DNS:www.example.org")) << sans;
   // The chain is the CA's.

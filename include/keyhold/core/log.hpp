@@ -17,4 +17,11 @@ inline void warn(std::string_view m) noexcept { write(Level::Warn, m); }
 inline void info(std::string_view m) noexcept { write(Level::Info, m); }
 inline void debug(std::string_view m) noexcept { write(Level::Debug, m); }
 
+// A warning about a standing condition (a development-only profile, a
+// validity cut to the CA's end), written the first time this process meets
+// that exact text: a long-running service issuing under it all day says it
+// once, not once per request. The caller still gets the warning with its
+// result every time.
+void warn_once(std::string_view message) noexcept;
+
 }  // namespace keyhold::log
