@@ -1085,15 +1085,8 @@ PublishedCrl Authority::publish_crl(const std::string& ca_name, std::optional<in
 
 PublishedCrl Authority::publish_if_needed(const store::CaRecord& ca, const store::CaVersionRecord& version,
                                           Clock::time_point now, bool compare_revoked, bool force) {
-  std::shared_ptr<std::mutex> lock;
-  {
-    std::lock_guard guard(published_mutex_);
-    std::shared_ptr<std::mutex>& slot = publishing_[version.id];
-    if (!slot) slot = std::make_shared<std::mutex>();
-    lock = slot;
-  }
   // One signer per version in this process; the others wait and find its CRL.
-  std::lock_guard publishing(*lock);
+  std::unique_lock publishing = publishing_.lock(version.id);
   // The write lock, across processes too: what is read below stays true
   // until the new CRL is recorded (a revocation waits for the commit).
   store::Transaction tx(store_);

@@ -341,16 +341,9 @@ PublishedKrl Authority::published_krl(const std::string& ca_name, bool compare_r
 PublishedKrl Authority::publish_krl(const std::string& ca_name) { return publish_if_needed(load(ca_name).ca, false, true); }
 
 PublishedKrl Authority::publish_if_needed(const store::SshCaRecord& ca, bool compare_revocations, bool force) {
-  std::shared_ptr<std::mutex> lock;
-  {
-    std::lock_guard guard(published_mutex_);
-    std::shared_ptr<std::mutex>& slot = publishing_[ca.id];
-    if (!slot) slot = std::make_shared<std::mutex>();
-    lock = slot;
-  }
   // One maker per CA in this process; the write lock across processes: what
   // is read below stays true until the new KRL is recorded.
-  std::lock_guard publishing(*lock);
+  std::unique_lock publishing = publishing_.lock(ca.id);
   store::Transaction tx(store_);
   std::optional<store::PublishedKrlRecord> existing = store_.ssh_cas().published_krl_summary(ca.id);
   std::vector<store::SshRevocation> revocations = store_.ssh_certificates().revocations(ca.id);

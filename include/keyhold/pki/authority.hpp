@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "keyhold/core/keyed_mutex.hpp"
 #include "keyhold/crypto/key_type.hpp"
 #include "keyhold/crypto/key_vault.hpp"
 #include "keyhold/pki/profile.hpp"
@@ -236,7 +237,7 @@ class Authority {
   std::map<std::int64_t, std::shared_ptr<const crypto::Signer>> signers_;
   std::mutex published_mutex_;
   std::map<std::int64_t, std::shared_ptr<const store::PublishedCrlRecord>> published_;  // by CA version id: last seen
-  std::map<std::int64_t, std::shared_ptr<std::mutex>> publishing_;  // by CA version id: one signer at a time
+  KeyedMutex publishing_;  // by CA version id: one signer at a time
 };
 
 }  // namespace keyhold::pki

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "keyhold/core/keyed_mutex.hpp"
 #include "keyhold/crypto/key_type.hpp"
 #include "keyhold/crypto/key_vault.hpp"
 #include "keyhold/ssh/profile.hpp"
@@ -149,7 +150,7 @@ class Authority {
   std::shared_ptr<const OpenSshPublicKey> ca_key_of(const store::SshCaRecord& ca);
   std::mutex published_mutex_;
   std::map<std::int64_t, std::shared_ptr<const PublishedKrl>> published_;  // by CA id: last seen
-  std::map<std::int64_t, std::shared_ptr<std::mutex>> publishing_;         // by CA id: one maker at a time
+  KeyedMutex publishing_;  // by CA id: one maker at a time
 };
 
 }  // namespace keyhold::ssh
