@@ -34,29 +34,6 @@ using Json = nlohmann::json;
 // ---------------------------------------------------------------------------
 // Helpers
 
-std::string joined(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const std::string& a : argv) out += (out.empty() ? "" : " ") + a;
-  return out;
-}
-
-ProcessResult must_run(const std::vector<std::string>& argv) {
-  ProcessResult r = run_process(argv);
-  if (!r.ok()) {
-    throw std::runtime_error(joined(argv) + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err + r.out);
-  }
-  return r;
-}
-
-ProcessResult must_keyhold(const std::vector<std::string>& args) {
-  ProcessResult r = keyhold(args);
-  if (!r.ok()) {
-    throw std::runtime_error("keyhold " + joined(args) + " failed (exit " + std::to_string(r.exit_code) +
-                             "): " + r.err);
-  }
-  return r;
-}
-
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string trimmed(std::string text) {

@@ -87,4 +87,14 @@ fs::path config_variant(const std::string& name, const std::string& from, const 
 
 std::string path_in_setup(const std::string& name) { return (DevSetup::get().dir / name).string(); }
 
+ProcessResult must_keyhold(const std::vector<std::string>& args) {
+  ProcessResult r = keyhold(args);
+  if (!r.ok()) {
+    std::string command = "keyhold";
+    for (const std::string& a : args) command += " " + a;
+    throw std::runtime_error(command + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
+  }
+  return r;
+}
+
 }  // namespace keyhold::testing

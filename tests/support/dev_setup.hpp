@@ -23,6 +23,8 @@ struct DevSetup {
 
 // keyhold with KEYHOLD_CONFIG pointing at the set-up, and no KEYHOLD_PIN or KEYHOLD_LOG from outside.
 ProcessResult keyhold(std::vector<std::string> args, ProcessOptions options = {});
+// keyhold ARGS for a set-up step that must succeed (must_run's rule: throws when it fails).
+ProcessResult must_keyhold(const std::vector<std::string>& args);
 // keyhold --json ARGS, expected to succeed; its output parsed.
 nlohmann::json keyhold_json(std::vector<std::string> args);
 // pkcs11-tool on the set-up's token, logged in (a throwaway PIN: fine on a test command line).

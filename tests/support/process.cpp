@@ -129,4 +129,14 @@ void write_file(const std::string& path, const std::string& content) {
   out << content;
 }
 
+ProcessResult must_run(const std::vector<std::string>& argv, const ProcessOptions& options) {
+  ProcessResult r = run_process(argv, options);
+  if (!r.ok()) {
+    std::string command;
+    for (const std::string& a : argv) command += (command.empty() ? "" : " ") + a;
+    throw std::runtime_error(command + " failed (exit " + std::to_string(r.exit_code) + "): " + r.err + r.out);
+  }
+  return r;
+}
+
 }  // namespace keyhold::testing

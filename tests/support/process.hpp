@@ -24,6 +24,9 @@ struct ProcessOptions {
 };
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options = {});
+// For set-up steps that must succeed: run_process, throwing std::runtime_error
+// with the command line, exit status and output when it fails.
+ProcessResult must_run(const std::vector<std::string>& argv, const ProcessOptions& options = {});
 
 // Path of the keyhold executable built with the tests.
 std::string keyhold_binary();
